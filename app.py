@@ -1,0 +1,30 @@
+"""recsys-studio: the Streamlit entry point.
+
+Run with ``streamlit run app.py``. Each page lives in ``pages/`` and is UI only; the
+modelling is in the ``recsys`` package.
+"""
+
+from pathlib import Path
+
+import streamlit as st
+
+st.set_page_config(page_title="recsys-studio", page_icon="🎯", layout="wide")
+
+PAGES_DIR = Path(__file__).parent / "pages"
+PAGES = [
+    ("home.py", "Home", "🏠"),
+    ("ask.py", "Ask (linear algebra)", "🔎"),
+    ("anime.py", "Anime", "🎬"),
+    ("ablations.py", "Ablations", "📊"),
+    ("explorer.py", "Embedding explorer", "🧭"),
+    ("studio.py", "Training studio", "🏋️"),
+]
+
+navigation = st.navigation(
+    [
+        st.Page(str(PAGES_DIR / file), title=title, icon=icon, default=(file == "home.py"))
+        for file, title, icon in PAGES
+        if (PAGES_DIR / file).exists()
+    ]
+)
+navigation.run()

@@ -1,0 +1,156 @@
+"""``python -m recsys``: the command line over the same pipelines the app uses.
+
+Verbs::
+
+    train MODEL        train any registered model; the run is recorded in runs/
+    runs ...           list / stop / delete / activate runs (and the worker's `execute`)
+    evaluate DOMAIN    evaluation tables (videos, anime)
+    recommend DOMAIN   recommendations as JSON lines
+    bench DOMAIN       latency benchmarks
+    reproduce NAME     multi-seed reproduction of a paper's tables (cl-epidtn)
+
+Domain verbs are contributed by the pipeline modules: each defines
+``register_cli(verbs)`` and adds its sub-parsers to ``verbs["evaluate"]`` and so on,
+setting ``func`` to a handler ``(args) -> int``. Handlers print results to stdout;
+the package logs through :mod:`logging`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from typing import Any
+
+DOMAIN_VERBS = ("evaluate", "recommend", "bench", "reproduce")
+
+
+def _parse_option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"--option takes KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _train(args: argparse.Namespace) -> int:
+    from recsys.train.loop import ProgressBar
+    from recsys.train.recipes import get_recipe
+    from recsys.train.runs import RunRegistry, execute
+
+    recipe = get_recipe(args.model)
+    base = recipe.full if args.full and recipe.full else recipe.defaults
+    overrides = {
+        "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
+        "seed": args.seed, "device": args.device, "patience": args.patience,
+    }
+    import dataclasses
+
+    config = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    options = dict(args.option or [])
+    if args.dataset:
+        options["dataset"] = args.dataset
+    registry = RunRegistry()
+    run = registry.create(recipe.name, config, options)
+    print(f"run {run.id} ({run.path})", file=sys.stderr)
+    summary = execute(run, registry, extra_callbacks=[ProgressBar(recipe.name)])
+    status = run.status()
+    print(json.dumps({"run_id": run.id, "status": status["status"], **(summary or {})}, default=str))
+    if args.activate and status["status"] == "done":
+        registry.set_active(run.id)
+    return 0 if status["status"] == "done" else 1
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from recsys.train.runs import RunRegistry, execute
+
+    registry = RunRegistry()
+    if args.action == "list":
+        for run in registry.list():
+            status = run.status()
+            print(f"{run.id}\t{status['status']}\t{status.get('error', '')}")
+    elif args.action == "execute":
+        run = registry.get(args.run_id)
+        try:
+            execute(run, registry)
+        except Exception:
+            return 1
+    elif args.action == "stop":
+        registry.get(args.run_id).request_stop()
+    elif args.action == "delete":
+        registry.delete(args.run_id)
+    elif args.action == "activate":
+        registry.set_active(args.run_id)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m recsys", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    train = verbs.add_parser("train", help="train a model and record the run in runs/")
+    train.add_argument("model", help="model name; see `python -m recsys runs models`")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--lr", type=float)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--device", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    train.add_argument("--patience", type=int, help="early-stopping patience in epochs")
+    train.add_argument("--dataset", help="dataset for models trained on several (e.g. ml-100k, anime)")
+    train.add_argument("--full", action="store_true", help="use the paper's full settings instead of the quick defaults")
+    train.add_argument("--option", action="append", type=_parse_option, metavar="KEY=VALUE", help="model option")
+    train.add_argument("--activate", action="store_true", help="serve this run's checkpoint in the app")
+    train.set_defaults(func=_train)
+
+    runs = verbs.add_parser("runs", help="list, stop, delete or activate recorded runs")
+    runs.add_argument("action", choices=["list", "models", "execute", "stop", "delete", "activate"])
+    runs.add_argument("run_id", nargs="?")
+    runs.set_defaults(func=_runs)
+
+    domain_parsers = {
+        verb: verbs.add_parser(verb, help=help_text).add_subparsers(dest="domain", required=True, metavar="DOMAIN")
+        for verb, help_text in [
+            ("evaluate", "print and write evaluation tables"),
+            ("recommend", "recommendations as JSON lines"),
+            ("bench", "latency benchmarks"),
+            ("reproduce", "multi-seed reproduction of a paper's tables"),
+        ]
+    }
+    from recsys.train.recipes import PIPELINE_MODULES
+
+    for name in PIPELINE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name != name:
+                raise
+            continue
+        module.register_cli(domain_parsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if args.verb == "runs" and args.action == "models":
+        from recsys.train.recipes import all_recipes
+
+        for name, recipe in all_recipes().items():
+            print(f"{name}\t{recipe.domain}\t{recipe.summary}")
+        return 0
+    if args.verb == "runs" and args.action in ("execute", "stop", "delete", "activate") and not args.run_id:
+        parser.error(f"runs {args.action} needs a RUN_ID")
+    try:
+        return args.func(args)
+    except (KeyError, ValueError, FileNotFoundError, RuntimeError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"error: {message}", file=sys.stderr)
+        return 2
