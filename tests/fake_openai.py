@@ -17,6 +17,7 @@ Failures are injectable so retry / timeout / fallback paths can be tested:
   that is not JSON;
 * ``delay_s``                         every request sleeps this long before answering
   (a client with a smaller timeout sees a timeout);
+* ``slow_next(n, seconds)``           only the next ``n`` requests are slow;
 * ``require_key``                     when set, requests without
   ``Authorization: Bearer <require_key>`` get 401.
 
@@ -30,6 +31,14 @@ headers) so a test can count batches.  Use it as a context manager::
 
 The server binds 127.0.0.1 on a free port and runs in a daemon thread; it
 stops on ``__exit__``/``stop()``.  It never reaches anything but loopback.
+
+Or import the ready-made fixture into a test module (importing registers it)::
+
+    from fake_openai import fake_openai_server  # noqa: F401  (or tests.fake_openai)
+
+    def test_judge(fake_openai_server):
+        fake_openai_server.chat_reply = '{"score": 4}'
+        ...   # OPENAI_BASE_URL and OPENAI_API_KEY ("sk-fake") are set for the test
 """
 
 from __future__ import annotations
@@ -44,8 +53,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
 import numpy as np
+import pytest
 
-__all__ = ["FakeOpenAI", "RecordedRequest", "fake_vector"]
+__all__ = ["FakeOpenAI", "RecordedRequest", "fake_openai_server", "fake_vector"]
 
 
 def fake_vector(text: str, dim: int = 1536) -> np.ndarray:
@@ -115,8 +125,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0].rstrip("/")
         fake._record(RecordedRequest(path, body, {k.lower(): v for k, v in self.headers.items()}))
 
-        if fake.delay_s:
-            time.sleep(fake.delay_s)
+        delay = fake._take_delay()
+        if delay:
+            time.sleep(delay)
 
         if fake.require_key is not None:
             if self.headers.get("Authorization") != f"Bearer {fake.require_key}":
@@ -207,6 +218,7 @@ class FakeOpenAI:
         self.shuffle_embeddings = shuffle_embeddings
         self.requests: list[RecordedRequest] = []
         self._injected: list[tuple[str, int, int | None]] = []
+        self._delays: list[float] = []
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -222,9 +234,19 @@ class FakeOpenAI:
         with self._lock:
             self._injected.extend([("malformed", 200, None)] * n)
 
+    def slow_next(self, n: int, seconds: float) -> None:
+        """The next ``n`` requests sleep ``seconds`` before answering (then ``delay_s`` applies again)."""
+        with self._lock:
+            self._delays.extend([float(seconds)] * n)
+
+    def _take_delay(self) -> float:
+        with self._lock:
+            return self._delays.pop(0) if self._delays else float(self.delay_s)
+
     def reset(self) -> None:
         with self._lock:
             self._injected.clear()
+            self._delays.clear()
             self.requests.clear()
         self.delay_s = 0.0
 
@@ -275,3 +297,12 @@ class FakeOpenAI:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+@pytest.fixture
+def fake_openai_server(monkeypatch):
+    """A running :class:`FakeOpenAI`, with ``OPENAI_BASE_URL``/``OPENAI_API_KEY`` pointing at it."""
+    with FakeOpenAI() as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-fake")
+        yield server

@@ -67,6 +67,11 @@ def clean_text(text: str, *, max_chars: int | None = None, max_utf8_bytes: int |
     return text
 
 
+def _has_content(text: str) -> bool:
+    """False for "" and for texts made only of invisible format characters (zero-width space, BOM)."""
+    return any(unicodedata.category(ch) != "Cf" for ch in text)
+
+
 def prepare_texts(texts: Sequence[str], *, max_chars: int | None = None,
                   max_utf8_bytes: int | None = None) -> list[str]:
     """Validate and clean a batch; raise ``ValueError`` naming every empty item.
@@ -86,7 +91,7 @@ def prepare_texts(texts: Sequence[str], *, max_chars: int | None = None,
         if not isinstance(text, str):
             raise TypeError(f"text #{i} is {type(text).__name__}, expected str")
         out = clean_text(text, max_chars=max_chars, max_utf8_bytes=max_utf8_bytes)
-        if not out:
+        if not _has_content(out):
             empty.append(i)
         cleaned.append(out)
     if empty:
