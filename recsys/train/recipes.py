@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,8 +55,18 @@ def register(recipe: Recipe) -> Recipe:
     return recipe
 
 
+def recipe_modules() -> tuple[str, ...]:
+    """The pipeline modules plus any in ``$RECSYS_EXTRA_RECIPES`` (comma-separated module names).
+
+    The extra modules let tests (and experiments) register recipes that are not part
+    of the package, and still have them found by the detached run worker process.
+    """
+    extra = tuple(m.strip() for m in os.environ.get("RECSYS_EXTRA_RECIPES", "").split(",") if m.strip())
+    return PIPELINE_MODULES + extra
+
+
 def all_recipes() -> dict[str, Recipe]:
-    for module in PIPELINE_MODULES:
+    for module in recipe_modules():
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as error:  # a pipeline not written yet must not hide the others

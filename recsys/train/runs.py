@@ -9,10 +9,11 @@ Layout of one run (``runs/<run_id>/``)::
     checkpoint.pt   the trained weights (written atomically, only when a run ends well)
     STOP            present once someone asked the run to stop
 
-Why files: a run is executed by a separate worker process (``python -m recsys runs
-execute RUN_ID``) so it survives page reloads and can be watched from any browser
-tab or from the shell. Every file is replaced atomically (write to a temp file, then
-``os.replace``), so a crash or stop never leaves a half-written checkpoint or status.
+Why files: a run is executed by a separate worker process (``python -m
+recsys.train.worker RUN_ID``; ``python -m recsys runs execute RUN_ID`` does the same)
+so it survives page reloads and can be watched from any browser tab or from the
+shell. Every file is replaced atomically (write to a temp file, then ``os.replace``),
+so a crash or stop never leaves a half-written checkpoint or status.
 At most one run per device trains at a time: workers take an exclusive ``flock`` on
 ``runs/.device-<device>.lock`` and the others wait as ``queued``.
 """
@@ -122,12 +123,38 @@ class Run:
         except (FileNotFoundError, json.JSONDecodeError):
             return {"status": "failed", "error": "status file missing or unreadable"}
         if status["status"] in ("running", "queued") and status.get("pid") and not _pid_alive(status["pid"]):
-            status = {**status, "status": "failed", "error": "the worker process exited without reporting"}
+            last = [line for line in self.log_tail(5).splitlines() if line.strip()]
+            detail = f" (last log line: {last[-1].strip()})" if last else ""
+            status = {**status, "status": "failed", "error": f"the worker process exited without reporting{detail}"}
         return status
 
     def set_status(self, status: str, **extra: Any) -> None:
-        record = {**self._raw_status(), "status": status, "updated": time.time(), **extra}
-        atomic_write_json(self.status_path, record)
+        with self._status_lock():
+            record = {**self._raw_status(), "status": status, "updated": time.time(), **extra}
+            atomic_write_json(self.status_path, record)
+
+    def update_status_if(self, expected: str, **extra: Any) -> bool:
+        """Merge ``extra`` into the status only while it is still ``expected`` (atomic w.r.t. set_status).
+
+        ``launch`` records the worker's pid this way: a fast worker may already have
+        moved the run on to ``running``, and a plain write would move it back to ``queued``.
+        """
+        with self._status_lock():
+            record = self._raw_status()
+            if record.get("status") != expected:
+                return False
+            atomic_write_json(self.status_path, {**record, "updated": time.time(), **extra})
+            return True
+
+    @contextlib.contextmanager
+    def _status_lock(self):
+        """Serialise read-modify-write of status.json between the page and the worker."""
+        with open(self.path / ".status.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _raw_status(self) -> dict[str, Any]:
         try:
@@ -220,7 +247,7 @@ class RunRegistry:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "RECSYS_RUNS_DIR": str(self.root)}
         with open(run.log_path, "ab") as log_file:
             process = subprocess.Popen(
-                [sys.executable, "-m", "recsys", "runs", "execute", run.id],
+                [sys.executable, "-m", "recsys.train.worker", run.id],
                 cwd=PROJECT_ROOT,
                 env=env,
                 stdout=log_file,
@@ -228,7 +255,7 @@ class RunRegistry:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        run.set_status("queued", pid=process.pid)
+        run.update_status_if("queued", pid=process.pid)
         return process.pid
 
     # --- choosing a finished run's checkpoint as the model that pages serve ---
@@ -255,6 +282,8 @@ class RunRegistry:
 @contextlib.contextmanager
 def device_lock(root: Path, device: str, run: Run):
     """Hold the device's lock; while waiting, stay ``queued`` and honour a stop request."""
+    if device == "cuda":  # "cuda" and "cuda:0" are the same GPU: one lock
+        device = "cuda:0"
     path = root / f".device-{device.replace(':', '_')}.lock"
     with open(path, "w") as handle:
         while True:
@@ -273,14 +302,14 @@ def device_lock(root: Path, device: str, run: Run):
 
 def execute(run: Run, registry: RunRegistry, extra_callbacks: list[Callback] | None = None) -> dict[str, Any]:
     """Run a queued run to its end in this process, recording status, metrics, log and checkpoint."""
-    config = run.config
-    recipe = get_recipe(config["recipe"])
-    train = TrainConfig(**config["train"])
     handler = logging.FileHandler(run.log_path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
     logging.getLogger().setLevel(logging.INFO)
     try:
+        config = run.config
+        recipe = get_recipe(config["recipe"])
+        train = TrainConfig(**config["train"])
         device = str(resolve_device(train.device))
         run.set_status("queued", pid=os.getpid(), device=device)
         with device_lock(registry.root, device, run):

@@ -1,0 +1,156 @@
+"""Ask: find linear-algebra teaching videos for a question (DCDT and baselines).
+
+UI only: every computation is in :mod:`recsys.pipelines.videos` (``VideoService``).
+"""
+
+from __future__ import annotations
+
+import re
+
+import streamlit as st
+
+from recsys.eval import videos as video_eval
+from recsys.pipelines import videos as pipeline
+
+QUERY_KEY = "ask_query"
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<&$])")
+
+
+def md_escape(text: str) -> str:
+    """Show user or catalogue text literally inside st.markdown: no markup, no links, no HTML."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+@st.cache_resource(show_spinner="Loading the video catalogue and the embedding model…")
+def load_service(backend: str, api_key: str | None):
+    return pipeline.make_service(backend=backend, api_key=api_key or None)
+
+
+def _use_example(text: str) -> None:
+    st.session_state[QUERY_KEY] = text
+
+
+def _settings():
+    with st.sidebar:
+        st.subheader("Ask settings")
+        backend = st.selectbox("Embedding backend", ["auto", "local", "openai"], index=0,
+                               help="auto: OpenAI text-embedding-3-small when an API key is set, "
+                                    "else the local all-MiniLM-L6-v2.")
+        api_key = ""
+        if backend != "local":
+            api_key = st.text_input("OpenAI API key (optional)", type="password",
+                                    help="Leave empty to use the OPENAI_API_KEY environment variable.")
+        k = st.slider("Videos per model", 1, 20, 5)
+    return backend, api_key, k
+
+
+def _render_results(record: dict, show_attention: bool) -> None:
+    st.caption(f"{md_escape(pipeline.DISPLAY_NAMES.get(record['model'], record['model']))}: "
+               f"{record['latency_ms']:.1f} ms end to end (scoring + top-k {record['score_ms']:.2f} ms)")
+    if not record["results"]:
+        st.info("No videos.")
+    for rank, item in enumerate(record["results"], start=1):
+        with st.container(border=True):
+            st.markdown(f"**{rank}. {md_escape(item['title'])}**")
+            topics = ", ".join(item["topics"])
+            st.caption(f"{md_escape(item['series'])} · level: {md_escape(item['level'])} · "
+                       f"topics: {md_escape(topics)} · score {item['score']:.3f}")
+            attention = item.get("attention")
+            if show_attention and attention:
+                st.progress(min(max(attention["title"], 0.0), 1.0),
+                            text=f"why: attention on title {attention['title']:.0%} · "
+                                 f"description {attention['description']:.0%}")
+
+
+def _render_neighbours(neighbours: list[dict], titles: dict[str, str]) -> None:
+    with st.expander("Why: the closest training queries", expanded=False):
+        st.caption("Labelled training queries nearest to yours by embedding cosine, and the videos they were "
+                   "answered with (what the collaborative-filtering model votes with and what DCDT learned from).")
+        for n in neighbours:
+            videos = "; ".join(md_escape(titles.get(v, v)) for v in n["relevant"][:4])
+            st.markdown(f"- *{md_escape(n['text'])}* (cosine {n['similarity']:.2f}) → {videos}")
+
+
+def _render_metrics() -> None:
+    with st.expander("Metrics and evaluation", expanded=False):
+        st.markdown("\n".join(f"- **{video_eval.METRIC_LABELS[m]}**: {d}"
+                              for m, d in video_eval.METRIC_DEFINITIONS.items()))
+        table = pipeline.RESULTS_DIR / "table2_test.csv"
+        if table.exists():
+            import pandas as pd
+
+            st.markdown("**Test split (Table 2: DCDT vs baselines; trained models: mean over seeds)**")
+            st.dataframe(pd.read_csv(table), hide_index=True)
+            ablation = pipeline.RESULTS_DIR / "table3_test.csv"
+            if ablation.exists():
+                st.markdown("**Table 3: ablation**")
+                st.dataframe(pd.read_csv(ablation), hide_index=True)
+        else:
+            st.caption("No evaluation yet: run `python -m recsys evaluate videos --split test --seeds 5`.")
+
+
+def main() -> None:
+    st.title("🔎 Ask: linear-algebra videos")
+    st.caption("Describe what you want to learn or teach; DCDT (a dual tower over frozen text embeddings with "
+               "cross-modal attention) and its baselines recommend videos from the catalogue.")
+    backend, api_key, k = _settings()
+
+    try:
+        service = load_service(backend, api_key)
+    except Exception as error:  # missing assets, unloadable model: a message, not a traceback
+        st.error(f"Could not load the video recommender: {error}")
+        return
+
+    st.write("Examples:")
+    columns = st.columns(3)
+    for i, example in enumerate(pipeline.EXAMPLE_QUERIES):
+        columns[i % 3].button(example, key=f"example-{i}", on_click=_use_example, args=(example,),
+                              use_container_width=True)
+    query = st.text_area("Your question", key=QUERY_KEY, height=80,
+                         placeholder="e.g. a visual intuition for eigenvectors before my exam")
+    mode = st.radio("Models", ["One model", "Compare models"], horizontal=True)
+    if mode == "One model":
+        models = [st.selectbox("Model", pipeline.MODEL_NAMES, format_func=pipeline.DISPLAY_NAMES.get)]
+    else:
+        models = st.multiselect("Models to compare", pipeline.MODEL_NAMES, default=["dcdt", "bm25", "embedding"],
+                                format_func=pipeline.DISPLAY_NAMES.get)
+    _render_metrics()
+
+    if not query:
+        st.info("Type a question above or click an example.")
+        return
+    if not query.strip():
+        st.warning("The query is empty: type what you want to learn.")
+        return
+    if not models:
+        st.warning("Choose at least one model.")
+        return
+
+    try:
+        with st.spinner("Recommending… (the first query loads the models)"):
+            answer = service.recommend_many(query, models, k=k, explain=True)
+    except ValueError as error:
+        st.warning(str(error))
+        return
+    except Exception as error:  # embedding backend down, training failed...
+        st.error(f"Could not compute recommendations: {type(error).__name__}: {error}")
+        return
+
+    for notice in answer["notices"]:
+        st.warning(notice)
+    if answer["fallback_reason"]:
+        st.warning(f"OpenAI embeddings failed, so the local model is used instead: {answer['fallback_reason']}")
+    st.caption(f"Embeddings: {md_escape(answer['backend'])} · query embedded in {answer['embed_ms']:.1f} ms")
+
+    if len(models) == 1:
+        _render_results(answer["results"][models[0]], show_attention=True)
+    else:
+        for column, name in zip(st.columns(len(models)), models):
+            with column:
+                st.subheader(pipeline.DISPLAY_NAMES[name])
+                _render_results(answer["results"][name], show_attention=True)
+    titles = dict(zip(service.data.catalog["video_id"], service.data.catalog["title"]))
+    _render_neighbours(answer.get("neighbours", []), titles)
+
+
+main()

@@ -1,0 +1,66 @@
+"""Home: what each page does, which data is present, which device trains, what is served."""
+
+from __future__ import annotations
+
+import streamlit as st
+import torch
+
+from recsys.paths import DataNotFoundError, find_data_dir
+from recsys.train.runs import RunRegistry
+
+st.title("🎯 recsys-studio")
+st.markdown(
+    "Recommender systems you can train, inspect and query in the browser: a linear-algebra video search "
+    "(dual-tower DCDT), anime recommendations (two-tower), sequential recommendation on MovieLens (CL-EPIDTN and "
+    "its baselines), with the experiments behind them."
+)
+
+PAGES = [
+    ("🔎 Ask (linear algebra)", "Type what you want to learn; get the teaching videos that answer it, "
+                                "from the served retrieval model."),
+    ("🎬 Anime", "Pick a user (or describe your taste) and get anime recommendations from the two-tower model."),
+    ("📊 Ablations", "The evaluation tables and ablations behind each model, with the paper's numbers beside ours."),
+    ("🧭 Embedding explorer", "2-D maps (PCA, UMAP, t-SNE) of catalogue and model embeddings, clusters with elbow "
+                             "and silhouette, and where a query or a user lands."),
+    ("🏋️ Training studio", "Launch any model in a background worker, watch live loss curves, stop, compare runs and "
+                          "choose the checkpoint the pages serve."),
+]
+st.subheader("Pages")
+for title, text in PAGES:
+    st.markdown(f"**{title}**: {text}")
+
+st.subheader("Status")
+left, middle, right = st.columns(3)
+with left:
+    st.markdown("**Data**")
+    try:
+        from recsys.data.videos import load_catalog
+
+        st.markdown(f"✅ video catalogue: {len(load_catalog())} videos (shipped in `assets/`)")
+    except Exception as error:
+        st.markdown(f"❌ video catalogue: {error}")
+    for dataset, required in [("anime", ["anime.csv", "rating.csv"]),
+                              ("ml-100k", ["ml-100k.inter", "ml-100k.item", "ml-100k.user"])]:
+        try:
+            path = find_data_dir(dataset, required, "see the README")
+            st.markdown(f"✅ {dataset}: `{path}`")
+        except DataNotFoundError:
+            st.markdown(f"❌ {dataset}: not found (set `RECSYS_DATA_DIR`; see the README)")
+with middle:
+    st.markdown("**Device**")
+    if torch.cuda.is_available():
+        st.markdown(f"✅ CUDA: {torch.cuda.get_device_name(0)}")
+    else:
+        st.markdown(f"CPU only ({torch.get_num_threads()} threads); no CUDA device")
+    st.caption(f"torch {torch.__version__}")
+with right:
+    st.markdown("**Runs**")
+    registry = RunRegistry()
+    runs = registry.list()
+    counts: dict[str, int] = {}
+    for run in runs:
+        state = run.status()["status"]
+        counts[state] = counts.get(state, 0) + 1
+    st.markdown(", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no runs yet")
+    served = sorted({run.recipe for run in runs if registry.active_run(run.recipe)})
+    st.markdown("Served: " + (", ".join(f"`{name}`" for name in served) if served else "package defaults"))

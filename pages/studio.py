@@ -1,0 +1,213 @@
+"""Training studio: launch any registered recipe, watch it train, stop it, compare and serve runs.
+
+Runs execute in detached worker processes (``recsys.train.runs``), so they survive
+page reloads and are visible from every browser tab; this page only reads and
+writes the run folders.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from recsys.train.recipes import all_recipes
+from recsys.train.runs import FINAL_STATUSES, RunRegistry
+from recsys.viz.figures import curves_figure, metric_names
+
+LIVE = ("queued", "running")
+STATUS_ICON = {"queued": "⏳", "running": "🏃", "done": "✅", "stopped": "⏹️", "failed": "❌"}
+
+st.title("🏋️ Training studio")
+st.caption(
+    "Train any registered model in a background worker. Runs keep going when you reload or close the page; "
+    "one run per device trains at a time and the others wait as *queued*."
+)
+
+registry = RunRegistry()
+try:
+    recipes = all_recipes()
+except Exception as error:  # a broken pipeline module must not take the page down
+    st.error(f"Could not load the recipe catalogue: {type(error).__name__}: {error}")
+    recipes = {}
+
+cuda = torch.cuda.is_available()
+cuda_name = torch.cuda.get_device_name(0) if cuda else None
+
+
+def _fmt_time(stamp) -> str:
+    return dt.datetime.fromtimestamp(stamp).strftime("%H:%M:%S") if stamp else ""
+
+
+def _run_label(run) -> str:
+    status = run.status()["status"]
+    return f"{STATUS_ICON.get(status, '')} {run.id} ({status})"
+
+
+# ------------------------------------------------------------------------------------------------
+# launch
+# ------------------------------------------------------------------------------------------------
+st.subheader("New run")
+if not recipes:
+    st.info("No trainable models are registered yet (the pipelines register them when they are written).")
+else:
+    names = list(recipes)
+    name = st.selectbox(
+        "Model", names, key="studio_recipe",
+        format_func=lambda n: f"{n}  ·  {recipes[n].domain}  ·  {recipes[n].summary}",
+    )
+    recipe = recipes[name]
+    defaults = recipe.defaults
+    c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1, 1.4])
+    epochs = c1.number_input("Epochs", 1, 10_000, int(defaults.epochs), key=f"epochs_{name}")
+    lr = c2.number_input("Learning rate", 1e-6, 10.0, float(defaults.lr), format="%.5f", key=f"lr_{name}")
+    batch_size = c3.number_input("Batch size", 1, 1 << 16, int(defaults.batch_size), key=f"bs_{name}")
+    seed = c4.number_input("Seed", 0, 2**31 - 1, int(defaults.seed), key=f"seed_{name}")
+    device = c5.radio(
+        "Device", ["cpu", "cuda"], index=1 if cuda and defaults.device != "cpu" else 0, horizontal=True,
+        disabled=not cuda, key=f"device_{name}",
+        help="CUDA is offered when torch sees a GPU.",
+    )
+    c5.caption(f"GPU: {cuda_name}" if cuda else "No CUDA device on this machine: CPU only.")
+    options = {}
+    if recipe.options:
+        with st.expander("Model options"):
+            for key, value in recipe.options.items():
+                widget_key = f"opt_{name}_{key}"
+                if isinstance(value, bool):
+                    options[key] = st.checkbox(key, value, key=widget_key)
+                elif isinstance(value, int):
+                    options[key] = int(st.number_input(key, value=value, step=1, key=widget_key))
+                elif isinstance(value, float):
+                    options[key] = float(st.number_input(key, value=value, format="%.5g", key=widget_key))
+                else:
+                    options[key] = st.text_input(key, "" if value is None else str(value), key=widget_key)
+    if recipe.full is not None:
+        st.caption(f"Quick defaults shown; the paper's settings: {recipe.full.epochs} epochs, lr {recipe.full.lr}, "
+                   f"batch {recipe.full.batch_size} (CLI: `python -m recsys train {name} --full`).")
+    if st.button("Launch", type="primary", key="launch"):
+        config = recipe.config(epochs=int(epochs), lr=float(lr), batch_size=int(batch_size), seed=int(seed),
+                               device=device)
+        try:
+            run = registry.create(name, config, options)
+            registry.launch(run)
+        except Exception as error:
+            st.error(f"Could not launch: {type(error).__name__}: {error}")
+        else:
+            st.session_state["studio_watch"] = run.id
+            st.toast(f"Launched {run.id}")
+
+# ------------------------------------------------------------------------------------------------
+# live view and registry (one fragment that polls while anything is queued or running)
+# ------------------------------------------------------------------------------------------------
+any_live = any(run.status()["status"] in LIVE for run in registry.list())
+
+
+@st.fragment(run_every=2 if any_live else None)
+def live_and_registry() -> None:
+    runs = registry.list()
+    statuses = {run.id: run.status() for run in runs}
+    live_now = any(s["status"] in LIVE for s in statuses.values())
+    if any_live and not live_now:
+        st.rerun()  # everything finished: one full rerun turns polling off
+    if not runs:
+        st.info("No runs yet. Launch one above, or from the shell: `python -m recsys train MODEL`.")
+        return
+
+    st.subheader("Watch a run")
+    ids = [run.id for run in runs]
+    watched = st.session_state.get("studio_watch")
+    index = ids.index(watched) if watched in ids else 0
+    run_id = st.selectbox("Run", ids, index=index, key="studio_watch_select",
+                          format_func=lambda i: f"{STATUS_ICON.get(statuses[i]['status'], '')} {i} "
+                                                f"({statuses[i]['status']})")
+    if run_id != watched:
+        st.session_state["studio_watch"] = run_id
+    run = registry.get(run_id)
+    status = statuses[run_id]
+    records = run.metrics()
+    epochs_total = run.config["train"]["epochs"]
+    left, right = st.columns([3, 1])
+    with left:
+        state = status["status"]
+        line = f"**{state}** · {run.recipe} · device {status.get('device', '?')} · epoch {len(records)}/{epochs_total}"
+        st.markdown(line)
+        if state in LIVE:
+            st.progress(min(len(records) / max(epochs_total, 1), 1.0))
+        if state == "failed":
+            st.error(f"Failed: {status.get('error', 'unknown error')}")
+        elif state == "stopped":
+            st.warning(f"Stopped{': ' + status['error'] if status.get('error') else ''}")
+        elif state == "done" and status.get("summary"):
+            st.success("Done: " + ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in status["summary"].items()))
+    with right:
+        if state in LIVE:
+            if run.stop_requested():
+                st.button("Stopping…", disabled=True, key="stopping")
+            elif st.button("Stop", key="stop_watched", type="primary"):
+                run.request_stop()
+                st.rerun(scope="fragment")
+    if records:
+        metrics = metric_names({run_id: records})
+        chart_left, chart_right = st.columns(2)
+        chart_left.plotly_chart(curves_figure({run_id: records}, "train_loss", title="training loss"),
+                                key="live_loss")
+        others = [m for m in metrics if m != "train_loss"]
+        if others:
+            chosen = chart_right.selectbox("Validation metric", others, key="live_metric")
+            chart_right.plotly_chart(curves_figure({run_id: records}, chosen, height=260), key="live_metric_chart")
+    elif state in LIVE:
+        st.info("Waiting for the first epoch to finish…" if state == "running" else
+                "Queued: waiting for the device (another run is training on it).")
+    with st.expander("Log"):
+        st.code(run.log_tail(40) or "(empty)", language=None)
+
+    # --- registry ---------------------------------------------------------------------------------
+    st.subheader("All runs")
+    active = {recipe_name: registry.active_run(recipe_name) for recipe_name in {r.recipe for r in runs}}
+    served = {r.id for r in active.values() if r is not None}
+    rows = []
+    for r in runs:
+        s = statuses[r.id]
+        summary = s.get("summary") or {}
+        rows.append({
+            "run": r.id, "model": r.recipe, "status": f"{STATUS_ICON.get(s['status'], '')} {s['status']}",
+            "epochs": f"{s.get('epoch', len(r.metrics()) if s['status'] in FINAL_STATUSES else 0)}"
+                      f"/{r.config['train']['epochs']}",
+            "result": ", ".join(f"{k}={v:.4g}" for k, v in summary.items()
+                                if isinstance(v, float) and math.isfinite(v)),
+            "served": "●" if r.id in served else "",
+            "error": s.get("error", "") if s["status"] in ("failed", "stopped") else "",
+            "started": _fmt_time(s.get("started")),
+        })
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="runs_table")
+
+    compare = st.multiselect("Compare runs", ids, default=[run_id], key="compare_runs")
+    if compare:
+        histories = {i: registry.get(i).metrics() for i in compare}
+        names = metric_names(histories)
+        if names:
+            metric = st.selectbox("Metric", names, key="compare_metric")
+            st.plotly_chart(curves_figure(histories, metric), key="compare_chart")
+
+    st.markdown(f"**Selected run** `{run_id}`")
+    a, b, c = st.columns(3)
+    can_serve = status["status"] == "done" and run.checkpoint_path.exists()
+    if a.button("Serve this checkpoint", disabled=not can_serve or run_id in served, key="serve",
+                help="The Ask and Anime pages use the served run of each model."):
+        registry.set_active(run_id)
+        st.rerun()
+    if run_id in served and b.button("Stop serving", key="unserve"):
+        registry.clear_active(run.recipe)
+        st.rerun()
+    if c.button("Delete", disabled=status["status"] in LIVE, key="delete"):
+        registry.delete(run_id)
+        st.session_state.pop("studio_watch", None)
+        st.rerun()
+
+
+live_and_registry()

@@ -1,0 +1,632 @@
+"""CL-EPIDTN: a contrastive-learning-enhanced personalized interaction dual tower network (GitHub issue 4).
+
+Paper: Fang Yang, Binghui Wang, Pengliang Li, "Contrastive learning-enhanced personalized
+interaction dual tower network for recommendation" (CL-EPIDTN), PLOS ONE, 2025,
+doi:10.1371/journal.pone.0332894.
+
+Why this model: a dual-tower retriever scores ``cos(user_tower(u), item_tower(i))``, so the
+item side can be indexed once (faiss ``IndexFlatIP``) and serving is one matrix product. The
+price is that the towers never see each other, and plain towers model a behaviour sequence
+badly and learn poor vectors for rarely seen users and items. The paper adds three things to
+the towers, each of which this module can switch off for the ablations:
+
+1. **A multi-layer Transformer user tower** (``use_transformer``). The user's recent items
+   (item-id embedding + item-feature embeddings, plus a learned position embedding) go through
+   an L-layer ``nn.TransformerEncoder`` with a key-padding mask. The user vector concatenates
+   the encoding of the most recent item (real-time interest), the mean of the encodings over
+   the real positions (global interest), the user-feature embeddings and the augmented vector
+   ``a_u``, and an MLP maps that to ``d``. Off (the paper's *CL-DSSM* ablation): the sequence
+   part is the mean of the item embeddings, a DSSM/YouTube-DNN style user tower.
+2. **Personalized dual augmented vectors with an adaptive-mimic loss** (``use_augmented``),
+   after the Dual Augmented Two-tower model (DAT, Yu et al. 2021). A small MLP maps the user's
+   personalized features (user id, activity bucket) to ``a_u`` and another maps the item's
+   (item id, category) to ``a_v``; each joins the other features at its own tower's input.
+   The mimic loss pulls ``a_u`` towards the (stop-gradient) item-tower vector of the user's
+   positive item and ``a_v`` towards the (stop-gradient) user-tower vector of a user who chose
+   it, so each tower carries a summary of what the *other* tower thinks - the only channel
+   between towers that still allows the item side to be precomputed. The stop-gradient means
+   the mimic loss updates only the augmented-vector parameters (tested). Off (*CLTD*): no
+   augmented vectors, no mimic loss.
+3. **Three contrastive (InfoNCE) auxiliary tasks** (``use_contrastive``) for sparse users and
+   long-tail items: (a) *user sequences*: two random-mask views of each user's behaviour
+   sequence; negatives are the other users' views in the batch plus a random contiguous
+   sub-sequence of the same user's history (a hard negative: same user, a different slice of
+   interest); (b) *user attributes*: field masking then dropout on the user-feature embeddings,
+   two views; (c) *items*: field masking then dropout on the item features, two views of the
+   batch's items. Off (*EPIDTN*): only the main loss (and the mimic loss).
+
+Matching is cosine (both towers are L2-normalised) and the main loss is an in-batch softmax
+(InfoNCE with temperature ``temperature``): the batch's target items are the negatives, and a
+duplicate of a row's own target elsewhere in the batch is masked out (it is a false negative,
+not a negative). Total loss::
+
+    main + lambda_cl * (seq_cl + attr_cl + item_cl) + mimic_weight * mimic
+
+Choices made where the paper is silent (each is a knob or a comment below):
+
+* *Sequence tokens* are the **sum** of the item-id embedding and the item's feature embeddings
+  (fields + mean-pooled genres), so the Transformer width is ``d``; the item tower instead
+  **concatenates** the same embeddings, because an MLP can weigh fields a sum cannot.
+* *Positions* are counted from the most recent item (0 = latest), so a batch truncated to its
+  longest real history uses the same position embeddings as an untruncated one. The encoder is
+  bidirectional (no causal mask): the target is never inside the history, so nothing can leak.
+  Pre-LayerNorm layers (``norm_first``) with a final LayerNorm, GELU, feed-forward width
+  ``ffn_mult * d``; a user with an empty history gets one unmasked dummy position so attention
+  never sees an all-masked row (which gives NaN).
+* *Activity bucket* = ``1 + floor(log2(len(sequence)))`` capped at ``n_activity_buckets - 1``
+  (0: a user without history), computed from ``dataset.sequences`` as passed in - give the
+  model the training sequences if test items must not be counted.
+* *Item category* for ``a_v``: the item's first genre when a multi-valued field exists (for
+  ml-100k the genre is a category, the release year is not), else its first categorical field,
+  else none (``item_category`` chooses explicitly).
+* *Mimic targets*: ``a`` has ``aug_dim`` (32) entries and tower vectors ``d`` (128), so the
+  stop-gradient tower vector is mapped by a **fixed** random projection with orthonormal rows
+  scaled by ``sqrt(d / aug_dim)`` (a Johnson-Lindenstrauss sketch: norms and dot products are
+  kept on average). A learned projection would let the mimic loss shrink the projection and
+  the augmented vectors to zero together, a trivial solution. The MSE sums over the ``aug_dim``
+  entries and averages over the batch, as in DAT.
+* *Sequence views* mask each real position with probability ``mask_ratio`` (replaced by a
+  learned [mask] token, as CL4SRec's item mask). The contrasted vector is the sequence encoding
+  (``[h_last, h_mean]``, L2-normalised, no projection head) rather than the whole user vector:
+  the whole user vector contains the user-id embedding, which would make every view trivially
+  tell users apart and would make the same-user hard negative identical in that part. The hard
+  negative is cut from the history *in the batch row* (what the model reads), not from
+  ``dataset.sequences``, so items after the target can never leak in; its length is uniform in
+  ``1..max(len // 2, 1)`` at a uniform start, and users with fewer than two items get none.
+  Each user of the batch appears once (first row kept), so no same-user false negatives exist
+  in the sequence task.
+* *Attribute views* are encoded by the real user tower with an **empty** behaviour sequence
+  (the cold-start view of the user: attributes and ``a_u`` only), so the task trains the very
+  path a low-activity user relies on. Masking removes whole slots (the user id, each field,
+  ``a_u``) with probability ``mask_ratio``; dropout ``feature_dropout`` follows. *Item views*
+  do the same through the item tower (slots: item id, each field, genres, ``a_v``). Both use
+  each distinct user/item of the batch once. All three tasks are symmetric NT-Xent (each view
+  is an anchor; the other views of other rows are negatives) at ``cl_temperature``.
+* *Cost knobs*: attention-probability dropout is separate (``attention_dropout``, default 0;
+  the residual and feed-forward dropout stay at ``dropout``), and the sequence task runs on at
+  most ``seq_cl_max_users`` random distinct users of the batch (128; ``None`` = all), because
+  its three extra Transformer passes would otherwise cost three times the main task.
+
+CPU training: the cost is dominated by Transformer passes (one for the batch, three more for
+the sequence task: two views and the sub-sequence), each truncated to the longest real history
+it holds. Batches larger than the paper's (512-1024 rather than the usual 128-256) help CPU
+training: per-step overhead (the token table, the item tower, the optimizer step over every
+embedding row) is paid once per batch, the matrix products get larger and more efficient, and
+the in-batch softmax gets more negatives. ``n_layers`` / ``embedding_dim`` are the paper's
+5 / 128 by default; that size costs seconds *per batch* on a 2-core CPU, so quick CPU runs
+should shrink it (e.g. ``embedding_dim=64, n_layers=2``) and/or draw fewer training rows per
+epoch.
+
+Batch keys (see :mod:`recsys.data.sequential`): ``user``, ``item_seq`` (right-aligned, 0-padded),
+``item_seq_len`` and, for training and :meth:`CLEPIDTN.predict`, ``item``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recsys.data.sequential import FeatureTable, SequentialDataset
+from recsys.models.base import Batch, NeuralRecommender, TwoTowerMixin
+
+log = logging.getLogger(__name__)
+
+#: variant name -> (display name, flags it switches off)
+VARIANTS: dict[str, tuple[str, dict[str, bool]]] = {
+    "cl-epidtn": ("CL-EPIDTN", {}),
+    "epidtn": ("EPIDTN", {"use_contrastive": False}),
+    "cltd": ("CLTD", {"use_augmented": False}),
+    "cl-dssm": ("CL-DSSM", {"use_transformer": False}),
+}
+
+
+@dataclass
+class CLEPIDTNConfig:
+    """Shapes and loss weights of CL-EPIDTN; ``variant(name)`` gives the paper's ablations."""
+
+    embedding_dim: int = 128  # d: every embedding, the Transformer width and both tower outputs
+    dropout: float = 0.3  # Transformer residual/feed-forward, sequence input and tower MLPs
+    attention_dropout: float = 0.0  # on attention probabilities (paper silent; 0.3 costs ~25% CPU time)
+    aug_dim: int = 32  # width of the augmented vectors a_u, a_v
+    n_layers: int = 5  # Transformer layers L
+    n_heads: int = 2
+    ffn_mult: int = 2  # Transformer feed-forward width = ffn_mult * d (paper silent)
+    max_seq_len: int = 50  # only the most recent max_seq_len items are read
+    temperature: float = 0.1  # main in-batch InfoNCE
+    cl_temperature: float = 0.2  # the three contrastive tasks
+    lambda_cl: float = 1.0
+    mimic_weight: float = 1.0
+    mask_ratio: float = 0.2  # item mask in sequence views; slot mask in attribute/item views
+    feature_dropout: float = 0.1  # dropout applied to attribute/item views after masking
+    seq_cl_max_users: int | None = 128  # sequence task on at most this many users of a batch (None: all)
+    n_activity_buckets: int = 12  # log2 buckets of sequence length (0 = no history)
+    item_category: str = "auto"  # auto | genre | field: which item feature feeds a_v
+    use_contrastive: bool = True
+    use_augmented: bool = True
+    use_transformer: bool = True
+
+    @classmethod
+    def variant(cls, name: str, **overrides) -> CLEPIDTNConfig:
+        """The config of a named variant: ``cl-epidtn``, ``epidtn``, ``cltd`` or ``cl-dssm``."""
+        key = name.lower()
+        if key not in VARIANTS:
+            raise ValueError(f"unknown CL-EPIDTN variant {name!r}; choose one of {', '.join(VARIANTS)}")
+        return cls(**{**VARIANTS[key][1], **overrides})
+
+    @property
+    def variant_name(self) -> str:
+        flags = (self.use_contrastive, self.use_augmented, self.use_transformer)
+        for key, (_, off) in VARIANTS.items():
+            if flags == tuple(off.get(f, True) for f in ("use_contrastive", "use_augmented", "use_transformer")):
+                return key
+        return "custom"
+
+    def validate(self) -> None:
+        if self.embedding_dim % self.n_heads:
+            raise ValueError(f"embedding_dim ({self.embedding_dim}) must be divisible by n_heads ({self.n_heads})")
+        if not 0.0 <= self.mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
+        if self.temperature <= 0 or self.cl_temperature <= 0:
+            raise ValueError("temperature and cl_temperature must be positive")
+        if self.seq_cl_max_users is not None and self.seq_cl_max_users < 2:
+            raise ValueError("seq_cl_max_users must be None or at least 2 (a contrastive task needs negatives)")
+        if self.max_seq_len < 1 or self.n_layers < 1 or self.aug_dim < 1:
+            raise ValueError("max_seq_len, n_layers and aug_dim must be at least 1")
+        if self.item_category not in ("auto", "genre", "field"):
+            raise ValueError(f"item_category must be auto, genre or field, got {self.item_category!r}")
+
+
+def variant(name: str, **overrides) -> CLEPIDTNConfig:
+    """Shortcut for :meth:`CLEPIDTNConfig.variant`."""
+    return CLEPIDTNConfig.variant(name, **overrides)
+
+
+# ---------------------------------------------------------------------------------------
+# losses
+
+
+def info_nce(similarity: torch.Tensor, temperature: float, invalid: torch.Tensor | None = None) -> torch.Tensor:
+    """InfoNCE over a ``[B, K]`` similarity matrix whose positives are on the diagonal (``K >= B``).
+
+    ``loss = mean_i -log(exp(s_ii / t) / sum_k exp(s_ik / t))`` over the entries not marked in
+    ``invalid`` (false negatives, the anchor itself); the positive is never masked.
+    """
+    logits = similarity / temperature
+    if invalid is not None:
+        logits = logits.masked_fill(invalid, float("-inf"))
+    target = torch.arange(similarity.shape[0], device=similarity.device)
+    return F.cross_entropy(logits, target)
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float, hard: torch.Tensor | None = None,
+            hard_valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric two-view InfoNCE (SimCLR's NT-Xent) on L2-normalised views ``[B, D]``.
+
+    For anchor ``z1_i`` the positive is ``z2_i`` and the negatives are ``z2_j`` and ``z1_j``
+    for ``j != i`` (and the same with the views swapped); ``hard[i]`` adds one extra negative
+    for row ``i`` only (its own hard negative) where ``hard_valid[i]``.
+    """
+    n = z1.shape[0]
+    eye = torch.eye(n, dtype=torch.bool, device=z1.device)
+    losses = []
+    for a, b in ((z1, z2), (z2, z1)):
+        sims = [a @ b.T, a @ a.T]
+        invalid = [torch.zeros_like(eye), eye]
+        if hard is not None:
+            sims.append((a * hard).sum(-1, keepdim=True))
+            invalid.append(~hard_valid.view(-1, 1) if hard_valid is not None else torch.zeros_like(eye[:, :1]))
+        losses.append(info_nce(torch.cat(sims, 1), temperature, torch.cat(invalid, 1)))
+    return (losses[0] + losses[1]) / 2
+
+
+# ---------------------------------------------------------------------------------------
+# building blocks
+
+
+class FieldEmbeddings(nn.Module):
+    """One ``d``-wide embedding per categorical field (+ a mean-pooled bag for the multi field).
+
+    Returns a list of ``[n, d]`` slots for entity ids, read from the :class:`FeatureTable` held
+    as buffers, so batches carry ids only.
+    """
+
+    def __init__(self, table: FeatureTable, dim: int, kind: str):
+        super().__init__()
+        values = table.values.long()
+        if values.dim() != 2 or values.shape[1] != len(table.cardinalities):
+            raise ValueError(f"{kind} feature table: values must be [n + 1, {len(table.cardinalities)}], "
+                             f"got {tuple(values.shape)}")
+        for f, (name, card) in enumerate(zip(table.names, table.cardinalities)):
+            if values.shape[0] and (values[:, f].min() < 0 or values[:, f].max() >= card):
+                raise ValueError(f"{kind} field {name!r} has codes outside 0..{card - 1}")
+        self.register_buffer("values", values, persistent=False)
+        self.fields = nn.ModuleList(nn.Embedding(card, dim) for card in table.cardinalities)
+        self.has_multi = table.multi is not None and table.multi_cardinality > 0
+        if self.has_multi:
+            multi = table.multi.long()
+            if multi.min() < 0 or multi.max() >= table.multi_cardinality:
+                raise ValueError(f"{kind} multi field {table.multi_name!r} has codes outside "
+                                 f"0..{table.multi_cardinality - 1}")
+            self.register_buffer("multi", multi, persistent=False)
+            self.bag = nn.EmbeddingBag(table.multi_cardinality, dim, mode="mean", padding_idx=0)
+        for emb in self.fields:
+            nn.init.normal_(emb.weight, std=0.02)
+        if self.has_multi:
+            nn.init.normal_(self.bag.weight, std=0.02)
+            with torch.no_grad():
+                self.bag.weight[0].zero_()
+
+    @property
+    def n_slots(self) -> int:
+        return len(self.fields) + int(self.has_multi)
+
+    def forward(self, ids: torch.Tensor) -> list[torch.Tensor]:
+        codes = self.values[ids]
+        slots = [emb(codes[:, f]) for f, emb in enumerate(self.fields)]
+        if self.has_multi:
+            slots.append(self.bag(self.multi[ids]))  # all-padding rows give zeros
+        return slots
+
+
+class AugmentedVector(nn.Module):
+    """``a = MLP([emb(id), emb(bucket)])``: the personalized augmented vector of one tower.
+
+    It owns its embeddings (not the towers' shared ones) so that the mimic loss, which is
+    stop-gradient on the tower side, trains exactly these parameters and nothing else.
+    """
+
+    def __init__(self, n_ids: int, n_buckets: int, dim: int):
+        super().__init__()
+        self.id_embedding = nn.Embedding(n_ids, dim)
+        self.bucket_embedding = nn.Embedding(max(n_buckets, 1), dim)
+        self.mlp = nn.Sequential(nn.Linear(2 * dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        nn.init.normal_(self.id_embedding.weight, std=0.02)
+        nn.init.normal_(self.bucket_embedding.weight, std=0.02)
+
+    def forward(self, ids: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
+        return self.mlp(torch.cat([self.id_embedding(ids), self.bucket_embedding(buckets)], -1))
+
+
+def _mlp(n_in: int, d: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, 2 * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * d, d))
+
+
+def activity_buckets(dataset: SequentialDataset, n_buckets: int) -> torch.Tensor:
+    """``[n_users + 1]`` log2 bucket of each user's sequence length (0: no history)."""
+    out = torch.zeros(dataset.n_users + 1, dtype=torch.long)
+    for user, seq in dataset.sequences.items():
+        if not 0 < user <= dataset.n_users:
+            raise ValueError(f"dataset.sequences has user id {user} outside 1..{dataset.n_users}")
+        if seq:
+            out[user] = min(1 + int(math.log2(len(seq))), n_buckets - 1)
+    return out
+
+
+def item_categories(table: FeatureTable, how: str) -> tuple[torch.Tensor, int]:
+    """The category code of every item for ``a_v`` and the number of codes (see module doc)."""
+    n = table.values.shape[0]
+    has_multi = table.multi is not None and table.multi_cardinality > 0
+    has_field = len(table.cardinalities) > 0
+    if how == "genre" and not has_multi:
+        raise ValueError("item_category='genre' needs a multi-valued item field (e.g. genres)")
+    if how == "field" and not has_field:
+        raise ValueError("item_category='field' needs at least one categorical item field")
+    if has_multi and how in ("auto", "genre"):
+        multi = table.multi.long()
+        first = multi.gather(1, (multi != 0).long().argmax(1, keepdim=True)).squeeze(1)  # first non-pad genre
+        return first, table.multi_cardinality
+    if has_field:
+        return table.values[:, 0].long(), table.cardinalities[0]
+    return torch.zeros(n, dtype=torch.long), 1
+
+
+# ---------------------------------------------------------------------------------------
+# the model
+
+
+class CLEPIDTN(NeuralRecommender, TwoTowerMixin):
+    """CL-EPIDTN and its ablations (EPIDTN, CLTD, CL-DSSM) as one dual-tower model."""
+
+    def __init__(self, config: CLEPIDTNConfig, dataset: SequentialDataset):
+        config = config if config is not None else CLEPIDTNConfig()
+        config.validate()
+        super().__init__(config)
+        self.display_name = VARIANTS.get(config.variant_name, ("CL-EPIDTN (custom)",))[0]
+        self.n_users, self.n_items = dataset.n_users, dataset.n_items
+        d = config.embedding_dim
+        if dataset.item_features.values.shape[0] != self.n_items + 1:
+            raise ValueError(f"item feature table has {dataset.item_features.values.shape[0]} rows; "
+                             f"expected n_items + 1 = {self.n_items + 1}")
+        if dataset.user_features.values.shape[0] != self.n_users + 1:
+            raise ValueError(f"user feature table has {dataset.user_features.values.shape[0]} rows; "
+                             f"expected n_users + 1 = {self.n_users + 1}")
+
+        # Embedding layer, shared by the towers: the item-id table serves both the behaviour
+        # sequence (user tower) and the item tower.
+        self.item_embedding = nn.Embedding(self.n_items + 1, d, padding_idx=0)
+        self.user_embedding = nn.Embedding(self.n_users + 1, d, padding_idx=0)
+        self.item_fields = FieldEmbeddings(dataset.item_features, d, "item")
+        self.user_fields = FieldEmbeddings(dataset.user_features, d, "user")
+        nn.init.normal_(self.item_embedding.weight, std=0.02)
+        nn.init.normal_(self.user_embedding.weight, std=0.02)
+        with torch.no_grad():
+            self.item_embedding.weight[0].zero_()
+            self.user_embedding.weight[0].zero_()
+
+        # Sequence encoder.
+        self.position_embedding = nn.Embedding(config.max_seq_len, d)
+        self.mask_token = nn.Parameter(torch.randn(d) * 0.02)  # replaces masked items in sequence views
+        self.sequence_norm = nn.LayerNorm(d)
+        self.sequence_dropout = nn.Dropout(config.dropout)
+        nn.init.normal_(self.position_embedding.weight, std=0.02)
+        if config.use_transformer:
+            layer = nn.TransformerEncoderLayer(d, config.n_heads, dim_feedforward=config.ffn_mult * d,
+                                               dropout=config.dropout, activation="gelu", batch_first=True,
+                                               norm_first=True)
+            self.encoder = nn.TransformerEncoder(layer, config.n_layers, norm=nn.LayerNorm(d),
+                                                 enable_nested_tensor=False)
+            for block in self.encoder.layers:  # attention-probability dropout has its own knob
+                block.self_attn.dropout = config.attention_dropout
+            seq_width = 2 * d  # [most recent item's encoding, mean over real positions]
+        else:
+            self.encoder = None
+            seq_width = d  # mean-pooled item embeddings (CL-DSSM)
+
+        # Personalized augmented vectors.
+        aug = config.aug_dim if config.use_augmented else 0
+        if config.use_augmented:
+            self.register_buffer("user_activity", activity_buckets(dataset, config.n_activity_buckets),
+                                 persistent=False)
+            category, n_categories = item_categories(dataset.item_features, config.item_category)
+            self.register_buffer("item_category", category, persistent=False)
+            self.user_aug = AugmentedVector(self.n_users + 1, config.n_activity_buckets, config.aug_dim)
+            self.item_aug = AugmentedVector(self.n_items + 1, n_categories, config.aug_dim)
+            # fixed sketch d -> aug_dim with orthonormal rows, scaled to keep norms (see module doc)
+            g = torch.Generator().manual_seed(0)
+            q, _ = torch.linalg.qr(torch.randn(d, config.aug_dim, generator=g))
+            self.register_buffer("mimic_projection", q * math.sqrt(d / config.aug_dim), persistent=False)
+
+        # Towers.
+        self.n_user_slots = 1 + self.user_fields.n_slots  # user id + fields
+        self.n_item_slots = 1 + self.item_fields.n_slots  # item id + fields (+ genres)
+        self.user_mlp = _mlp(seq_width + self.n_user_slots * d + aug, d, config.dropout)
+        self.item_mlp = _mlp(self.n_item_slots * d + aug, d, config.dropout)
+        self.last_loss_parts: dict[str, float] = {}
+
+    # -- embeddings ------------------------------------------------------------------------
+
+    def _item_slots(self, items: torch.Tensor) -> list[torch.Tensor]:
+        return [self.item_embedding(items), *self.item_fields(items)]
+
+    def _user_slots(self, users: torch.Tensor) -> list[torch.Tensor]:
+        return [self.user_embedding(users), *self.user_fields(users)]
+
+    def _token_table(self) -> torch.Tensor:
+        """``[n_items + 1, d]`` sequence token of every item: id embedding + feature embeddings."""
+        items = torch.arange(self.n_items + 1, device=self.item_embedding.weight.device)
+        table = torch.stack(self._item_slots(items), 0).sum(0)
+        return table * (items != 0).unsqueeze(1)  # the padding token is exactly zero
+
+    def _user_aug(self, users: torch.Tensor) -> torch.Tensor:
+        return self.user_aug(users, self.user_activity[users])
+
+    def _item_aug(self, items: torch.Tensor) -> torch.Tensor:
+        return self.item_aug(items, self.item_category[items])
+
+    # -- sequence encoder -------------------------------------------------------------------
+
+    def _read_sequence(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's history cut to ``max_seq_len`` and to its longest real history."""
+        if "item_seq" not in batch:
+            raise KeyError("CL-EPIDTN needs batch['item_seq'] (LongTensor[B, max_len], right-aligned, 0-padded)")
+        seq = batch["item_seq"].long()
+        if seq.dim() != 2:
+            raise ValueError(f"batch['item_seq'] must be [B, max_len], got shape {tuple(seq.shape)}")
+        lens = batch["item_seq_len"].long() if "item_seq_len" in batch else (seq != 0).sum(1)
+        if seq.numel() and (seq.min() < 0 or seq.max() > self.n_items):
+            raise ValueError(f"batch['item_seq'] has item ids outside 0..{self.n_items}")
+        width = min(seq.shape[1], self.config.max_seq_len)
+        lens = lens.clamp(0, width)
+        t = max(int(lens.max()) if lens.numel() else 0, 1)
+        return seq[:, seq.shape[1] - t:], lens
+
+    def encode_sequence(self, seq: torch.Tensor, lens: torch.Tensor, table: torch.Tensor,
+                        mask_ratio: float = 0.0) -> torch.Tensor:
+        """Encode right-aligned histories ``[B, T]`` with ``lens`` real items into ``[B, seq_width]``.
+
+        Padding never influences the output: padded tokens are zeroed, the Transformer gets a
+        key-padding mask and the mean runs over real positions only.
+        """
+        t_real = max(int(lens.max()) if lens.numel() else 0, 1)
+        if seq.shape[1] > t_real:  # drop columns that are padding in every row (e.g. short sub-sequences)
+            seq = seq[:, seq.shape[1] - t_real:]
+        b, t = seq.shape
+        lens = lens.clamp(max=t)
+        pos = torch.arange(t, device=seq.device)
+        real = pos.unsqueeze(0) >= (t - lens).unsqueeze(1)  # [B, T]
+        tokens = table[seq]
+        if mask_ratio > 0:
+            masked = (torch.rand(b, t, device=seq.device) < mask_ratio) & real
+            tokens = torch.where(masked.unsqueeze(-1), self.mask_token.to(tokens.dtype), tokens)
+        tokens = tokens * real.unsqueeze(-1)
+        n_real = real.sum(1, keepdim=True).clamp(min=1)
+        if self.encoder is None:
+            tokens = self.sequence_dropout(self.sequence_norm(tokens)) * real.unsqueeze(-1)
+            return tokens.sum(1) / n_real
+        recency = (t - 1 - pos).clamp(max=self.config.max_seq_len - 1)
+        h = self.sequence_dropout(self.sequence_norm(tokens + self.position_embedding(recency)))
+        padding = ~real
+        padding[:, -1] = False  # a user without history attends to one dummy position, never to nothing
+        h = self.encoder(h, src_key_padding_mask=padding)
+        last = h[:, -1]
+        mean = (h * real.unsqueeze(-1)).sum(1) / n_real
+        return torch.cat([last, mean], -1)
+
+    # -- towers -----------------------------------------------------------------------------
+
+    def _check_ids(self, ids: torch.Tensor, n: int, what: str) -> torch.Tensor:
+        ids = ids.long()
+        if ids.numel() and (ids.min() < 0 or ids.max() > n):
+            raise ValueError(f"{what} ids must be in 0..{n}; got {int(ids.min())}..{int(ids.max())}")
+        return ids
+
+    def _user_vector(self, seq_repr: torch.Tensor, slots: list[torch.Tensor],
+                     a_u: torch.Tensor | None) -> torch.Tensor:
+        parts = [seq_repr, *slots] + ([a_u] if a_u is not None else [])
+        return F.normalize(self.user_mlp(torch.cat(parts, -1)), dim=-1)
+
+    def _item_vector(self, slots: list[torch.Tensor], a_v: torch.Tensor | None) -> torch.Tensor:
+        parts = list(slots) + ([a_v] if a_v is not None else [])
+        return F.normalize(self.item_mlp(torch.cat(parts, -1)), dim=-1)
+
+    def _user_forward(self, batch: Batch, table: torch.Tensor | None = None):
+        users = self._check_ids(batch["user"], self.n_users, "user")
+        seq, lens = self._read_sequence(batch)
+        table = self._token_table() if table is None else table
+        a_u = self._user_aug(users) if self.config.use_augmented else None
+        u = self._user_vector(self.encode_sequence(seq, lens, table), self._user_slots(users), a_u)
+        return u, a_u, seq, lens
+
+    def user_tower(self, batch: Batch) -> torch.Tensor:
+        """``[B, d]`` L2-normalised user vectors from ``user``, ``item_seq``, ``item_seq_len``."""
+        return self._user_forward(batch)[0]
+
+    def item_tower(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """``[n, d]`` L2-normalised item vectors; all items ``0..n_items`` when ``items`` is None.
+
+        Row 0 of the full table is the padding item and is all zeros (score 0, never ranked:
+        :meth:`full_sort_predict` sets its column to ``-inf``).
+        """
+        full = items is None
+        if full:
+            items = torch.arange(self.n_items + 1, device=self.item_embedding.weight.device)
+        items = self._check_ids(items, self.n_items, "item")
+        a_v = self._item_aug(items) if self.config.use_augmented else None
+        v = self._item_vector(self._item_slots(items), a_v)
+        if full:
+            v = v * (items != 0).unsqueeze(1)
+        return v
+
+    def full_sort_predict(self, batch: Batch) -> torch.Tensor:
+        """``[B, n_items + 1]`` cosine scores of every item (no temperature); column 0 is ``-inf``."""
+        scores = self.user_tower(batch) @ self.item_tower().T
+        scores[:, 0] = float("-inf")
+        return scores
+
+    def predict(self, batch: Batch) -> torch.Tensor:
+        """``[B]`` cosine score of each row's ``item``."""
+        return (self.user_tower(batch) * self.item_tower(batch["item"])).sum(-1)
+
+    # -- training ---------------------------------------------------------------------------
+
+    def _mask_slots(self, slots: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Drop whole slots with probability ``mask_ratio`` per row, then ``feature_dropout``."""
+        n = slots[0].shape[0]
+        keep = (torch.rand(n, len(slots), device=slots[0].device) >= self.config.mask_ratio).to(slots[0].dtype)
+        return [F.dropout(s * keep[:, k:k + 1], self.config.feature_dropout, self.training)
+                for k, s in enumerate(slots)]
+
+    @staticmethod
+    def _first_rows(ids: torch.Tensor) -> torch.Tensor:
+        """Index of the first row of each distinct id in ``ids``."""
+        unique, inverse = torch.unique(ids, return_inverse=True)
+        rows = torch.arange(ids.shape[0], device=ids.device)
+        first = torch.full((unique.shape[0],), ids.shape[0], device=ids.device, dtype=torch.long)
+        return first.scatter_reduce(0, inverse, rows, reduce="amin")
+
+    @staticmethod
+    def random_subsequence(seq: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random contiguous slice of each right-aligned history, right-aligned again.
+
+        Length uniform in ``1..max(len // 2, 1)``, start uniform; returns ``(sub_seq, sub_len)``.
+        """
+        b, t = seq.shape
+        half = (lens // 2).clamp(min=1)
+        sub_len = torch.minimum(1 + (torch.rand(b, device=seq.device) * half).long(), lens.clamp(min=1))
+        offset = (torch.rand(b, device=seq.device) * (lens - sub_len + 1).clamp(min=1)).long()
+        shift = (lens - offset - sub_len).clamp(min=0)  # how far the slice moves right to end at t-1
+        cols = torch.arange(t, device=seq.device).unsqueeze(0)
+        sub = seq.gather(1, (cols - shift.unsqueeze(1)).clamp(min=0))
+        sub = sub * (cols >= t - sub_len.unsqueeze(1))
+        return sub, sub_len
+
+    def loss_parts(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Every loss term of the enabled components, unweighted (``calculate_loss`` weighs them)."""
+        cfg = self.config
+        if "item" not in batch:
+            raise KeyError("training batches need batch['item'] (the target item of each row)")
+        items = self._check_ids(batch["item"], self.n_items, "item")
+        users = batch["user"].long()
+        table = self._token_table()
+        u, a_u, seq, lens = self._user_forward(batch, table)
+        a_v = self._item_aug(items) if cfg.use_augmented else None
+        v = self._item_vector(self._item_slots(items), a_v)
+
+        # Main task: in-batch softmax; another row with the same target is not a negative.
+        same_item = items.unsqueeze(0) == items.unsqueeze(1)
+        eye = torch.eye(items.shape[0], dtype=torch.bool, device=items.device)
+        parts = {"main": info_nce(u @ v.T, cfg.temperature, same_item & ~eye)}
+
+        if cfg.use_contrastive:
+            rows = self._first_rows(users)  # each user once
+            seq_rows = rows
+            if cfg.seq_cl_max_users is not None and len(rows) > cfg.seq_cl_max_users:
+                # rows are in user-id order; a random subset keeps the task unbiased across ids
+                keep = torch.randperm(len(rows), device=rows.device)[: cfg.seq_cl_max_users]
+                seq_rows = rows[keep]
+            s_seq, s_len = seq[seq_rows], lens[seq_rows]
+            z1 = F.normalize(self.encode_sequence(s_seq, s_len, table, cfg.mask_ratio), dim=-1)
+            z2 = F.normalize(self.encode_sequence(s_seq, s_len, table, cfg.mask_ratio), dim=-1)
+            sub, sub_len = self.random_subsequence(s_seq, s_len)
+            hard = F.normalize(self.encode_sequence(sub, sub_len, table), dim=-1)
+            parts["seq_cl"] = nt_xent(z1, z2, cfg.cl_temperature, hard, s_len >= 2)
+
+            # Attribute views go through the user tower with an empty history (cold-start view).
+            cl_users = users[rows]
+            slots = self._user_slots(cl_users) + ([a_u[rows]] if a_u is not None else [])
+            empty = torch.zeros(len(rows), self.user_mlp[0].in_features - sum(s.shape[1] for s in slots),
+                                device=u.device, dtype=u.dtype)
+            views = [F.normalize(self.user_mlp(torch.cat([empty, *self._mask_slots(slots)], -1)), dim=-1)
+                     for _ in range(2)]
+            parts["attr_cl"] = nt_xent(views[0], views[1], cfg.cl_temperature)
+
+            item_rows = self._first_rows(items)
+            slots = self._item_slots(items[item_rows]) + ([a_v[item_rows]] if a_v is not None else [])
+            views = [F.normalize(self.item_mlp(torch.cat(self._mask_slots(slots), -1)), dim=-1) for _ in range(2)]
+            parts["item_cl"] = nt_xent(views[0], views[1], cfg.cl_temperature)
+
+        if cfg.use_augmented:
+            # Adaptive mimic: each augmented vector imitates the other tower's (frozen) view.
+            p = self.mimic_projection
+            parts["mimic"] = (((a_u - v.detach() @ p) ** 2).sum(-1).mean()
+                              + ((a_v - u.detach() @ p) ** 2).sum(-1).mean())
+        return parts
+
+    def calculate_loss(self, batch: Batch) -> torch.Tensor:
+        """``main + lambda_cl * (seq + attr + item) + mimic_weight * mimic``; parts in ``last_loss_parts``."""
+        parts = self.loss_parts(batch)
+        weights = {"main": 1.0, "seq_cl": self.config.lambda_cl, "attr_cl": self.config.lambda_cl,
+                   "item_cl": self.config.lambda_cl, "mimic": self.config.mimic_weight}
+        loss = sum(weights[k] * v for k, v in parts.items())
+        self.last_loss_parts = {k: float(v.detach()) for k, v in parts.items()}
+        return loss
+
+    def extra_repr(self) -> str:
+        cfg = self.config
+        return (f"variant={cfg.variant_name}, d={cfg.embedding_dim}, layers={cfg.n_layers if cfg.use_transformer else 0}, "
+                f"aug_dim={cfg.aug_dim if cfg.use_augmented else 0}, contrastive={cfg.use_contrastive}")
+
+
+def config_from_dict(values: dict) -> CLEPIDTNConfig:
+    """Rebuild a config saved with ``dataclasses.asdict`` (unknown keys are an error)."""
+    known = {f.name for f in dataclasses.fields(CLEPIDTNConfig)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown CL-EPIDTN config keys: {sorted(unknown)}")
+    return CLEPIDTNConfig(**values)

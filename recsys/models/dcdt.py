@@ -1,0 +1,360 @@
+"""DCDT: a Dual-tower model with Cross-modal attention and Dynamic hard negatives for
+Teaching-video recommendation.
+
+Paper: the "DCDT" paper, a dual-tower recommender of teaching videos that encodes the
+learner's query, the video title and the video description with a frozen pre-trained
+text encoder, fuses title and description by cross-modal attention, scores by a
+fusion layer over the tower outputs and their interactions, and trains with a margin
+contrastive loss (its eq. 7) on dynamically re-mined hard negatives. (Its exact
+citation and tables were not available to us; the reading below is documented where
+the wording allows more than one implementation.)
+
+Inputs (all frozen, L2-normalised text embeddings, ``E`` = embedder dimension)::
+
+    q  query embedding      t  title embedding      d  description embedding
+
+Towers (hidden size ``H``)::
+
+    q' = Dropout(ReLU(A q + a))     query tower  (dropout only while training)
+    t' = ReLU(B t + b)              title tower
+    d' = ReLU(C d + c)              description tower
+
+Cross-modal attention. The issue words it ``alpha = softmax(W_q q . (W_t t + W_d d))``
+"read as attention over the two modalities"; our reading: the query attends over the
+two modalities of the video, with a bilinear score per modality in a key space of
+size ``K`` (scaled by ``sqrt(K)`` as in scaled dot-product attention)::
+
+    s_t = <W_q q', W_t t'> / sqrt(K)       s_d = <W_q q', W_d d'> / sqrt(K)
+    (alpha_t, alpha_d) = softmax(s_t, s_d)      (= sigmoid(s_t - s_d), 1 - that)
+    v = alpha_t t' + alpha_d d'                 the query-conditioned video vector
+
+Fusion. One linear layer over the concatenation of the three tower outputs and an
+interaction layer of dot products::
+
+    score = w . [q'; t'; d'; q'.t'; q'.d'; q'.v] + bias
+
+Why a *linear* fusion and not an MLP: it keeps serving pre-computable, which is the
+whole point of a dual tower (the MLP-over-concatenation variant is the paper's
+single-tower ablation, :mod:`recsys.models.single_tower`). Expanding the fusion::
+
+    score = [w_q.q']                      query only
+          + [w_t.t' + w_d.d' + bias]      video only  ("prior")
+          + u1 q'.t' + u2 q'.d' + u3 (alpha_t q'.t' + alpha_d q'.d')
+
+Everything in the second bracket, and ``t'``, ``d'``, ``W_t t'``, ``W_d d'``, depends
+only on the video, so :meth:`DCDT.item_tower` computes them once per catalogue. For a
+query, :meth:`DCDT.user_tower` gives ``q'``, ``W_q q'`` and ``w_q.q'``, and scoring the
+whole catalogue is four ``[1, H or K] x [H or K, n]`` matrix products plus element-wise
+work (:meth:`DCDT.score_towers`); :meth:`DCDT.joint_score` is the literal
+concatenate-then-fuse computation, and tests check that both give the same scores.
+
+Loss (the paper's eq. 7, margin contrastive, our form): for a training query ``q``, a
+relevant video ``v+`` and ``K`` negatives ``v-_k``::
+
+    L = mean_{q, v+, k} max(0, m - s(q, v+) + s(q, v-_k))
+
+i.e. every negative must score at least ``m`` below the positive. ``loss="infonce"``
+instead takes the softmax cross-entropy of the positive among ``[v+, v-_1..v-_K]``
+with temperature ``tau``.
+
+Dynamic hard negatives: at the start of every epoch (a
+:class:`~recsys.train.loop.Callback`, :class:`HardNegativeMiner`) each training query
+is scored against the catalogue by the *current* model; its negatives for the epoch
+are drawn uniformly from the ``hard_fraction`` (30 %) highest-scoring videos that are
+not relevant to it (:func:`mine_hard_negatives`). Re-mining follows the model: what
+was hard in epoch 1 may be easy by epoch 10.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recsys.models.base import Batch, NeuralRecommender
+from recsys.train.loop import Callback
+
+__all__ = [
+    "DCDT",
+    "DCDTConfig",
+    "HardNegativeMiner",
+    "contrastive_loss",
+    "mine_hard_negatives",
+]
+
+
+@dataclass
+class DCDTConfig:
+    """Shapes, loss and negative sampling of DCDT (optimisation lives in ``TrainConfig``)."""
+
+    embed_dim: int = 384  # frozen text-embedding size (384 MiniLM, 1536 OpenAI)
+    hidden_dim: int = 64  # tower output size H
+    attn_dim: int = 32  # key size K of the cross-modal attention
+    dropout: float = 0.1  # query tower only
+    loss: str = "margin"  # margin (paper eq. 7) | infonce
+    margin: float = 0.5
+    temperature: float = 0.1  # InfoNCE only
+    n_negatives: int = 4  # negatives per (query, positive) pair
+    hard_fraction: float = 0.3  # negatives come from this top share of non-relevant videos
+    dynamic_negatives: bool = True  # False: uniform random negatives (ablation)
+    tied_init: bool = True  # start the three towers (and W_q, W_t, W_d) from the same weights
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def contrastive_loss(pos: torch.Tensor, neg: torch.Tensor, kind: str = "margin", margin: float = 0.5,
+                     temperature: float = 0.1) -> torch.Tensor:
+    """Loss of positive scores ``pos [B]`` against negative scores ``neg [B, K]``.
+
+    ``margin``: ``mean(max(0, m - pos + neg))`` over all ``B*K`` pairs (DCDT eq. 7);
+    ``infonce``: ``mean(-log softmax([pos, neg] / tau)[0])``.
+    """
+    if kind == "margin":
+        return F.relu(margin - pos.unsqueeze(1) + neg).mean()
+    if kind == "infonce":
+        logits = torch.cat([pos.unsqueeze(1), neg], dim=1) / temperature
+        return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=pos.device))
+    raise ValueError(f"unknown loss {kind!r}; choose 'margin' or 'infonce'")
+
+
+def mine_hard_negatives(scores: torch.Tensor, relevant: torch.Tensor, fraction: float, n_negatives: int,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draw ``n_negatives`` per row from the top ``fraction`` of non-relevant columns by score.
+
+    ``scores [P, n]`` are the current model's scores of every video for each training
+    pair's query; ``relevant [P, n]`` (bool) marks the videos relevant to that query,
+    which are never negatives. The pool of row ``i`` is its ``ceil(fraction * m_i)``
+    best-scoring non-relevant videos (``m_i`` = number of non-relevant videos, at least
+    one video in the pool); draws are uniform with replacement. Returns ``LongTensor [P, n_negatives]``.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"hard_fraction must be in (0, 1], got {fraction}")
+    masked = scores.detach().float().masked_fill(relevant, float("-inf"))
+    order = masked.argsort(dim=1, descending=True)  # non-relevant first, best first
+    n_nonrel = (~relevant).sum(dim=1)
+    if bool((n_nonrel == 0).any()):
+        raise ValueError("a training query has every video relevant: no negative can be drawn")
+    pool = torch.clamp(torch.ceil(fraction * n_nonrel.float()).long(), min=1)
+    draws = torch.rand(len(scores), n_negatives, generator=generator, device="cpu").to(scores.device)
+    picks = torch.minimum((draws * pool.unsqueeze(1)).long(), pool.unsqueeze(1) - 1)
+    return order.gather(1, picks)
+
+
+class HardNegativeMiner(Callback):
+    """Re-mines each training pair's negatives at the start of every epoch (``on_epoch_begin``).
+
+    ``queries [Q, E]`` are the training queries, ``pair_query [P]`` the query index of each
+    (query, positive) training pair, ``relevant [Q, n]`` the relevance mask. After each
+    call, :attr:`negatives` ``[P, n_negatives]`` holds the epoch's negatives; the caller's
+    batch function reads it. With ``dynamic=False`` negatives are uniform over all
+    non-relevant videos (the ablation without hard negatives).
+    """
+
+    def __init__(self, queries: torch.Tensor, pair_query: torch.Tensor, relevant: torch.Tensor,
+                 fraction: float = 0.3, n_negatives: int = 4, dynamic: bool = True, seed: int = 0):
+        self.queries = queries
+        self.pair_query = pair_query
+        self.relevant = relevant
+        self.fraction = fraction
+        self.n_negatives = n_negatives
+        self.dynamic = dynamic
+        self.generator = torch.Generator().manual_seed(seed)
+        self.negatives: torch.Tensor | None = None
+        self.epochs_mined = 0
+
+    def mine(self, model: NeuralRecommender) -> torch.Tensor:
+        device = model.device
+        relevant = self.relevant[self.pair_query].to(device)
+        if self.dynamic:
+            was_training = model.training
+            model.eval()
+            with torch.no_grad():
+                scores = model.full_sort_predict({"query": self.queries.to(device)})[self.pair_query.to(device)]
+            model.train(was_training)
+            fraction = self.fraction
+        else:
+            scores, fraction = torch.zeros(relevant.shape, device=device), 1.0
+        self.negatives = mine_hard_negatives(scores, relevant, fraction, self.n_negatives, self.generator).cpu()
+        self.epochs_mined += 1
+        return self.negatives
+
+    def on_epoch_begin(self, state, model):
+        self.mine(model)
+
+
+class DCDT(NeuralRecommender):
+    """Dual tower with cross-modal (title/description) attention; see the module docstring.
+
+    The catalogue's frozen title and description embeddings are attached with
+    :meth:`set_items` (non-persistent buffers: the checkpoint holds only the learned
+    weights, the embeddings come from the embedder's cache). Batch keys:
+    ``"query"`` FloatTensor[B, E]; ``"item"`` LongTensor[B] (positives / pairs to score);
+    ``"neg"`` LongTensor[B, K] (training only).
+    """
+
+    display_name = "DCDT"
+
+    def __init__(self, config: DCDTConfig, title_emb: torch.Tensor | None = None,
+                 desc_emb: torch.Tensor | None = None):
+        super().__init__(config)
+        E, H, K = config.embed_dim, config.hidden_dim, config.attn_dim
+        self.query_net = nn.Sequential(nn.Linear(E, H), nn.ReLU(), nn.Dropout(config.dropout))
+        self.title_net = nn.Sequential(nn.Linear(E, H), nn.ReLU())
+        self.desc_net = nn.Sequential(nn.Linear(E, H), nn.ReLU())
+        self.W_q = nn.Linear(H, K, bias=False)
+        self.W_t = nn.Linear(H, K, bias=False)
+        self.W_d = nn.Linear(H, K, bias=False)
+        # [q'; t'; d'] (3H) + interactions [q'.t', q'.d', q'.v] (3) -> score
+        self.fusion = nn.Linear(3 * H + 3, 1)
+        self.register_buffer("title_emb", torch.zeros(0, E), persistent=False)
+        self.register_buffer("desc_emb", torch.zeros(0, E), persistent=False)
+        self._frozen_items: torch.Tensor | None = None
+        if config.tied_init:
+            self._tie_initial_weights()
+        if title_emb is not None:
+            self.set_items(title_emb, desc_emb)
+
+    def _tie_initial_weights(self) -> None:
+        """Start title and description towers (and keys) as copies of the query side.
+
+        Why: with independent random towers the initial score ignores the pre-trained
+        similarity between query and video text, and on a few hundred training queries
+        the model must relearn it from scratch. With the same initial map ``f`` on both
+        sides, ``f(q).f(t)`` is a random-feature (arc-cosine) kernel of the frozen
+        embeddings, monotone in their cosine, so training starts near the zero-shot
+        cosine ranking and refines it. The copies are then trained independently.
+        """
+        with torch.no_grad():
+            for net in (self.title_net, self.desc_net):
+                net[0].weight.copy_(self.query_net[0].weight)
+                net[0].bias.copy_(self.query_net[0].bias)
+            self.W_t.weight.copy_(self.W_q.weight)
+            self.W_d.weight.copy_(self.W_q.weight)
+
+    # ----- catalogue -----
+    def set_items(self, title_emb: torch.Tensor, desc_emb: torch.Tensor) -> None:
+        title_emb, desc_emb = torch.as_tensor(title_emb).float(), torch.as_tensor(desc_emb).float()
+        if title_emb.shape != desc_emb.shape or title_emb.shape[1] != self.config.embed_dim:
+            raise ValueError(f"title {tuple(title_emb.shape)} and description {tuple(desc_emb.shape)} embeddings "
+                             f"must both be [n_videos, {self.config.embed_dim}]")
+        device = self.fusion.weight.device
+        self.title_emb, self.desc_emb = title_emb.to(device), desc_emb.to(device)
+        self._frozen_items = None
+
+    @property
+    def n_items(self) -> int:
+        return self.title_emb.shape[0]
+
+    # ----- the literal computation -----
+    def _fusion_parts(self):
+        H = self.config.hidden_dim
+        w = self.fusion.weight[0]
+        return w[:H], w[H:2 * H], w[2 * H:3 * H], w[3 * H:], self.fusion.bias[0]
+
+    def _attention(self, kq, kt, kd):
+        scale = math.sqrt(self.config.attn_dim)
+        s = torch.stack([(kq * kt).sum(-1), (kq * kd).sum(-1)], dim=-1) / scale
+        return torch.softmax(s, dim=-1)
+
+    def joint_score(self, q: torch.Tensor, t: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """Score paired rows ``(q[i], t[i], d[i])`` by the formulas as written (concatenate, then fuse)."""
+        qh, th, dh = self.query_net(q), self.title_net(t), self.desc_net(d)
+        alpha = self._attention(self.W_q(qh), self.W_t(th), self.W_d(dh))
+        v = alpha[..., :1] * th + alpha[..., 1:] * dh
+        inter = torch.stack([(qh * th).sum(-1), (qh * dh).sum(-1), (qh * v).sum(-1)], dim=-1)
+        return self.fusion(torch.cat([qh, th, dh, inter], dim=-1)).squeeze(-1)
+
+    # ----- the two towers (serving) -----
+    def user_tower(self, batch: Batch) -> torch.Tensor:
+        """Query side, packed ``[B, H + K + 1]``: ``q'``, ``W_q q'`` and the query-only term ``w_q.q'``."""
+        qh = self.query_net(batch["query"])
+        w_q = self._fusion_parts()[0]
+        return torch.cat([qh, self.W_q(qh), (qh @ w_q).unsqueeze(1)], dim=1)
+
+    def item_tower(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Video side, packed ``[n, 2H + 2K + 1]``: ``t'``, ``d'``, ``W_t t'``, ``W_d d'``, prior.
+
+        Depends on no query, so serving computes it once (:meth:`freeze_items`). The
+        prior is the video-only part of the fusion, ``w_t.t' + w_d.d' + bias``.
+        """
+        if self._frozen_items is not None and not self.training:
+            packed = self._frozen_items
+        else:
+            th, dh = self.title_net(self.title_emb), self.desc_net(self.desc_emb)
+            _, w_t, w_d, _, bias = self._fusion_parts()
+            prior = th @ w_t + dh @ w_d + bias
+            packed = torch.cat([th, dh, self.W_t(th), self.W_d(dh), prior.unsqueeze(1)], dim=1)
+        return packed if items is None else packed[items]
+
+    def freeze_items(self) -> torch.Tensor:
+        """Pre-compute and keep the item tower (serving); training mode or new weights drop it."""
+        self.eval()
+        with torch.no_grad():
+            self._frozen_items = None
+            self._frozen_items = self.item_tower()
+        return self._frozen_items
+
+    def train(self, mode: bool = True):
+        if mode:
+            self._frozen_items = None
+        return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs):
+        self._frozen_items = None
+        return super().load_state_dict(*args, **kwargs)
+
+    def _split_user(self, user):
+        H, K = self.config.hidden_dim, self.config.attn_dim
+        return user[:, :H], user[:, H:H + K], user[:, H + K]
+
+    def _split_item(self, item):
+        H, K = self.config.hidden_dim, self.config.attn_dim
+        return (item[:, :H], item[:, H:2 * H], item[:, 2 * H:2 * H + K], item[:, 2 * H + K:2 * H + 2 * K],
+                item[:, 2 * H + 2 * K])
+
+    def attention_from_towers(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """``alpha_t`` (weight on the title) for every (query, video): ``[B, n]``; ``alpha_d = 1 - alpha_t``."""
+        _, kq, _ = self._split_user(user)
+        _, _, kt, kd, _ = self._split_item(item)
+        # softmax over two logits == sigmoid of their difference
+        return torch.sigmoid((kq @ kt.T - kq @ kd.T) / math.sqrt(self.config.attn_dim))
+
+    def score_towers(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """All (query, video) scores ``[B, n]`` from the packed towers: a few matrix products."""
+        qh, kq, qprior = self._split_user(user)
+        th, dh, kt, kd, prior = self._split_item(item)
+        u1, u2, u3 = self._fusion_parts()[3]
+        qt, qd = qh @ th.T, qh @ dh.T
+        alpha_t = torch.sigmoid((kq @ (kt - kd).T) / math.sqrt(self.config.attn_dim))
+        qv = qd + alpha_t * (qt - qd)  # alpha_t q'.t' + (1 - alpha_t) q'.d'
+        return qprior.unsqueeze(1) + prior.unsqueeze(0) + u1 * qt + u2 * qd + u3 * qv
+
+    # ----- contract -----
+    def full_sort_predict(self, batch: Batch) -> torch.Tensor:
+        return self.score_towers(self.user_tower(batch), self.item_tower())
+
+    def predict(self, batch: Batch) -> torch.Tensor:
+        items = batch["item"]
+        return self.joint_score(batch["query"], self.title_emb[items], self.desc_emb[items])
+
+    def calculate_loss(self, batch: Batch) -> torch.Tensor:
+        q, pos, neg = batch["query"], batch["item"], batch["neg"]
+        B, K = neg.shape
+        # one pass over [B positives; B*K negatives] (fewer, larger ops than two passes)
+        items = torch.cat([pos, neg.reshape(-1)])
+        scores = self.joint_score(torch.cat([q, q.repeat_interleave(K, dim=0)]), self.title_emb[items],
+                                  self.desc_emb[items])
+        s_pos, s_neg = scores[:B], scores[B:].view(B, K)
+        c = self.config
+        return contrastive_loss(s_pos, s_neg, c.loss, c.margin, c.temperature)
+
+    def explain(self, query_vec: torch.Tensor) -> torch.Tensor:
+        """Attention on title vs description for one query: ``[n_videos, 2]`` = ``(alpha_t, alpha_d)``."""
+        query_vec = torch.as_tensor(query_vec, dtype=torch.float32, device=self.fusion.weight.device).view(1, -1)
+        with torch.no_grad():
+            alpha_t = self.attention_from_towers(self.user_tower({"query": query_vec}), self.item_tower())[0]
+        return torch.stack([alpha_t, 1 - alpha_t], dim=1)

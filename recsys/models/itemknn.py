@@ -1,0 +1,81 @@
+"""Item-based k-nearest-neighbours over the implicit user-item matrix.
+
+Sarwar et al., "Item-based collaborative filtering recommendation algorithms" (WWW 2001),
+in the top-N form of Deshpande & Karypis, "Item-based top-N recommendation algorithms"
+(TOIS 2004): the similarity of two anime is the cosine of their columns of the binary
+watched matrix ``X`` (users x items); each item keeps its ``k`` most similar neighbours;
+a user's score for item ``j`` is the sum of the similarities between ``j`` and the items
+they watched, ``s = x_u S``.
+
+Why blocked: ``X^T X`` on the full dataset (11 k items) is ~ 120 M entries, so the
+similarities are computed one block of columns at a time, pruned to the top ``k`` and
+stored sparse; memory stays at ``n_items * block`` floats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from recsys.models.base import Batch, Recommender
+
+
+@dataclass
+class ItemKNNConfig:
+    neighbours: int = 100
+    shrink: float = 0.0  # cosine shrinkage (Koren 2008): sim * n / (n + shrink); 0 = plain cosine
+    block: int = 1024
+
+
+def cosine_topk(X: sp.csr_matrix, k: int, shrink: float = 0.0, block: int = 1024) -> sp.csr_matrix:
+    """Sparse item-item cosine matrix keeping the ``k`` largest entries of each column, diagonal 0."""
+    X = sp.csc_matrix(X, dtype=np.float32)
+    n = X.shape[1]
+    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=0)).ravel())
+    norms[norms == 0] = 1.0
+    XT = X.T.tocsr()
+    rows, cols, vals = [], [], []
+    k = min(k, n - 1) if n > 1 else 0
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        co = (XT @ X[:, start:stop]).toarray()  # [n, block] co-occurrence counts
+        sim = co / norms[:, None] / norms[None, start:stop]
+        if shrink:
+            sim *= co / (co + shrink)
+        sim[np.arange(start, stop), np.arange(stop - start)] = 0.0  # no self-similarity
+        if k <= 0:
+            continue
+        top = np.argpartition(-sim, k - 1, axis=0)[:k]  # [k, block]
+        values = np.take_along_axis(sim, top, axis=0)
+        keep = values > 0
+        rows.append(top[keep])
+        cols.append(np.broadcast_to(np.arange(start, stop), top.shape)[keep])
+        vals.append(values[keep])
+    if not rows:
+        return sp.csr_matrix((n, n), dtype=np.float32)
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n),
+                         dtype=np.float32)
+
+
+class ItemKNN(Recommender):
+    display_name = "Item-kNN (cosine)"
+
+    def __init__(self, config: ItemKNNConfig | None = None):
+        self.config = config or ItemKNNConfig()
+        self.similarity: sp.csr_matrix | None = None
+        self.train: sp.csr_matrix | None = None
+
+    def fit(self, interactions: sp.csr_matrix) -> "ItemKNN":
+        self.train = sp.csr_matrix(interactions, dtype=np.float32)
+        self.similarity = cosine_topk(self.train, self.config.neighbours, self.config.shrink, self.config.block)
+        return self
+
+    def score_histories(self, histories: sp.csr_matrix) -> np.ndarray:
+        """``x_u S`` for each row of a (users x items) binary matrix."""
+        return np.asarray((sp.csr_matrix(histories, dtype=np.float32) @ self.similarity).todense())
+
+    def full_sort_predict(self, batch: Batch) -> torch.Tensor:
+        return torch.as_tensor(self.score_histories(self.train[batch["user"].cpu().numpy()]))

@@ -1,0 +1,83 @@
+"""Building blocks shared by the sequential baselines (feature embeddings, pooling, losses).
+
+Kept separate so that YouTube DNN, DSSM and MIND embed the same :class:`FeatureTable`
+the same way, and differ only in what the papers say they differ in.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recsys.data.sequential import FeatureTable
+
+
+class FeatureEmbedding(nn.Module):
+    """Embeds every field of a :class:`FeatureTable` and concatenates them.
+
+    Each single-valued field gets its own table; the multi-valued field (genres) is
+    mean-pooled over its non-zero codes. Row 0 of every table is the 'unknown' code.
+    Output width is ``dim * n_parts`` (0 when the table has no fields).
+    """
+
+    def __init__(self, table: FeatureTable, dim: int):
+        super().__init__()
+        self.register_buffer("values", table.values.clone(), persistent=False)
+        self.fields = nn.ModuleList(nn.Embedding(c, dim, padding_idx=0) for c in table.cardinalities)
+        self.multi = None
+        if table.multi is not None and table.multi_cardinality > 0:
+            self.register_buffer("multi_values", table.multi.clone(), persistent=False)
+            self.multi = nn.Embedding(table.multi_cardinality, dim, padding_idx=0)
+        self.output_dim = dim * (len(self.fields) + (1 if self.multi is not None else 0))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        parts = [emb(self.values[ids, f]) for f, emb in enumerate(self.fields)]
+        if self.multi is not None:
+            codes = self.multi_values[ids]
+            parts.append(masked_mean(self.multi(codes), codes > 0))
+        if not parts:
+            return torch.zeros(*ids.shape, 0, device=ids.device)
+        return torch.cat(parts, dim=-1)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x [..., L, d]`` over positions where ``mask [..., L]`` is true (0 if none)."""
+    weights = mask.unsqueeze(-1).to(x.dtype)
+    return (x * weights).sum(-2) / weights.sum(-2).clamp(min=1.0)
+
+
+def mlp(sizes: list[int], dropout: float = 0.0, last_activation: bool = False) -> nn.Sequential:
+    """Linear → ReLU (→ Dropout) stacks; the last layer is linear unless ``last_activation``."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2 or last_activation:
+            layers.append(nn.ReLU())
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+def in_batch_softmax_loss(
+    user_vecs: torch.Tensor, item_vecs: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    """Softmax over the batch's targets: row ``b``'s positive is item ``b``, the others are negatives.
+
+    Why: it needs no negative sampler and the negatives follow item popularity, as served
+    traffic does (Yi et al., RecSys 2019). The same item appearing twice in a batch is not
+    a negative of itself: such duplicate columns are masked.
+    """
+    logits = user_vecs @ item_vecs.T / temperature
+    same = targets.view(-1, 1) == targets.view(1, -1)
+    eye = torch.eye(len(targets), dtype=torch.bool, device=targets.device)
+    logits = logits.masked_fill(same & ~eye, float("-inf"))
+    labels = torch.arange(len(targets), device=targets.device)
+    return F.cross_entropy(logits, labels)
+
+
+def pad_column(scores: torch.Tensor) -> torch.Tensor:
+    """Set column 0 (padding item) to ``-inf`` as the batch contract asks."""
+    scores = scores.clone()
+    scores[:, 0] = float("-inf")
+    return scores

@@ -1,0 +1,109 @@
+"""Single-tower scorer: one joint MLP over ``[q; t; d]``, the DCDT paper's ablation.
+
+Paper: the "DCDT" paper (Dual-tower model with Cross-modal attention and Dynamic
+hard negatives for Teaching-video recommendation) compares its dual tower with a
+single-tower model that concatenates the frozen query, title and description
+embeddings and lets one network score the triple (its Table 3).
+
+Why it matters: a joint network can model any interaction between query and video
+features (it is strictly more expressive than a dual tower of the same width), but
+nothing can be computed before the query arrives: every query runs the MLP once per
+catalogue video (``n`` forward rows per query instead of a few matrix products). The
+ablation asks what the dual tower's pre-computability costs in accuracy.
+
+Architecture::
+
+    score = MLP([q; t; d]) = w3 . ReLU(W2 Dropout(ReLU(W1 [q; t; d] + b1)) + b2) + b3
+
+It trains with the same loss (:func:`recsys.models.dcdt.contrastive_loss`) and the
+same dynamic hard negatives (:class:`recsys.models.dcdt.HardNegativeMiner`) as DCDT,
+so the two differ only in architecture.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from recsys.models.base import Batch, NeuralRecommender
+from recsys.models.dcdt import contrastive_loss
+
+__all__ = ["SingleTower", "SingleTowerConfig"]
+
+
+@dataclass
+class SingleTowerConfig:
+    embed_dim: int = 384
+    hidden_dim: int = 128  # first hidden layer; the second is half of it
+    dropout: float = 0.1
+    loss: str = "margin"  # margin | infonce (see recsys.models.dcdt)
+    margin: float = 0.5
+    temperature: float = 0.1
+    n_negatives: int = 4
+    hard_fraction: float = 0.3
+    dynamic_negatives: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class SingleTower(NeuralRecommender):
+    """Joint MLP scorer; batch keys as for :class:`recsys.models.dcdt.DCDT`."""
+
+    display_name = "Single tower"
+
+    def __init__(self, config: SingleTowerConfig, title_emb: torch.Tensor | None = None,
+                 desc_emb: torch.Tensor | None = None):
+        super().__init__(config)
+        E, H = config.embed_dim, config.hidden_dim
+        self.mlp = nn.Sequential(
+            nn.Linear(3 * E, H), nn.ReLU(), nn.Dropout(config.dropout),
+            nn.Linear(H, H // 2), nn.ReLU(),
+            nn.Linear(H // 2, 1),
+        )
+        self.register_buffer("title_emb", torch.zeros(0, E), persistent=False)
+        self.register_buffer("desc_emb", torch.zeros(0, E), persistent=False)
+        if title_emb is not None:
+            self.set_items(title_emb, desc_emb)
+
+    def set_items(self, title_emb: torch.Tensor, desc_emb: torch.Tensor) -> None:
+        title_emb, desc_emb = torch.as_tensor(title_emb).float(), torch.as_tensor(desc_emb).float()
+        if title_emb.shape != desc_emb.shape or title_emb.shape[1] != self.config.embed_dim:
+            raise ValueError(f"title and description embeddings must both be [n_videos, {self.config.embed_dim}]")
+        device = self.mlp[0].weight.device
+        self.title_emb, self.desc_emb = title_emb.to(device), desc_emb.to(device)
+
+    @property
+    def n_items(self) -> int:
+        return self.title_emb.shape[0]
+
+    def joint_score(self, q: torch.Tensor, t: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        return self.mlp(torch.cat([q, t, d], dim=-1)).squeeze(-1)
+
+    def full_sort_predict(self, batch: Batch) -> torch.Tensor:
+        """Every (query, video) pair through the MLP: ``B * n`` rows, no pre-computation possible."""
+        q = batch["query"]
+        B, n = len(q), self.n_items
+        rows = torch.cat([
+            q.unsqueeze(1).expand(B, n, -1),
+            self.title_emb.unsqueeze(0).expand(B, n, -1),
+            self.desc_emb.unsqueeze(0).expand(B, n, -1),
+        ], dim=-1)
+        return self.mlp(rows).squeeze(-1)
+
+    def predict(self, batch: Batch) -> torch.Tensor:
+        items = batch["item"]
+        return self.joint_score(batch["query"], self.title_emb[items], self.desc_emb[items])
+
+    def calculate_loss(self, batch: Batch) -> torch.Tensor:
+        q, pos, neg = batch["query"], batch["item"], batch["neg"]
+        B, K = neg.shape
+        # one pass over [B positives; B*K negatives] (fewer, larger ops than two passes)
+        items = torch.cat([pos, neg.reshape(-1)])
+        scores = self.joint_score(torch.cat([q, q.repeat_interleave(K, dim=0)]), self.title_emb[items],
+                                  self.desc_emb[items])
+        s_pos, s_neg = scores[:B], scores[B:].view(B, K)
+        c = self.config
+        return contrastive_loss(s_pos, s_neg, c.loss, c.margin, c.temperature)

@@ -1,0 +1,63 @@
+"""YouTube DNN candidate generation.
+
+Paper: Covington, Adams & Sargin, "Deep Neural Networks for YouTube Recommendations",
+RecSys 2016 (Section 3).
+
+User vector = MLP([mean of the watch-history item embeddings, user-feature embeddings]);
+item vectors are the softmax's output embeddings, so serving is a nearest-neighbour
+search (two towers; the item tower is a table). The paper trains with sampled softmax;
+here the negatives are the other targets of the batch (in-batch softmax), which samples
+them by popularity, the same distribution the paper's importance weighting corrects to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from recsys.data.sequential import SequentialDataset
+from recsys.models.base import NeuralRecommender, TwoTowerMixin
+from recsys.models.seq_features import FeatureEmbedding, in_batch_softmax_loss, masked_mean, mlp, pad_column
+
+
+@dataclass
+class YouTubeDNNConfig:
+    embedding_dim: int = 64
+    feature_dim: int = 16
+    hidden: tuple[int, ...] = (256, 128)
+    dropout: float = 0.2
+    temperature: float = 0.1
+    max_seq_len: int = 50
+
+
+class YouTubeDNN(TwoTowerMixin, NeuralRecommender):
+    display_name = "YouTube DNN"
+
+    def __init__(self, config: YouTubeDNNConfig, dataset: SequentialDataset):
+        super().__init__(config)
+        d = config.embedding_dim
+        self.n_items = dataset.n_items
+        self.history_embedding = nn.Embedding(dataset.n_items + 1, d, padding_idx=0)
+        self.user_features = FeatureEmbedding(dataset.user_features, config.feature_dim)
+        self.tower = mlp([d + self.user_features.output_dim, *config.hidden, d], dropout=config.dropout)
+        self.output_embedding = nn.Embedding(dataset.n_items + 1, d, padding_idx=0)
+        nn.init.normal_(self.history_embedding.weight, std=0.05)
+        nn.init.normal_(self.output_embedding.weight, std=0.05)
+
+    def user_tower(self, batch):
+        seq = batch["item_seq"]
+        history = masked_mean(self.history_embedding(seq), seq > 0)
+        return self.tower(torch.cat([history, self.user_features(batch["user"])], dim=-1))
+
+    def item_tower(self, items=None):
+        return self.output_embedding.weight if items is None else self.output_embedding(items)
+
+    def calculate_loss(self, batch):
+        return in_batch_softmax_loss(
+            self.user_tower(batch), self.item_tower(batch["item"]), batch["item"], self.config.temperature
+        )
+
+    def full_sort_predict(self, batch):
+        return pad_column(self.user_tower(batch) @ self.item_tower().T)

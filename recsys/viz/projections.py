@@ -1,0 +1,266 @@
+"""2-D projections of embedding sets (PCA, UMAP, t-SNE), seeded sampling, and a disk cache.
+
+Why three methods: PCA is linear, instant and *transformable* (a query vector lands
+exactly where the same linear map sends it), so the explorer shows it at once.
+UMAP (McInnes et al., 2018) keeps local neighbourhoods and global layout better and
+can also ``transform`` new points, but its first fit in a process compiles numba
+code for about a minute, so it runs in the background. t-SNE (van der Maaten &
+Hinton, 2008) gives the crispest clusters but has no transform: overlays on a t-SNE
+map are placed at the weighted mean of their nearest neighbours' positions.
+
+Fitted projections are cached under ``cache_dir("projections")`` keyed by the
+source's fingerprint and the parameters, so a rerun, another browser tab or a
+restarted server reuses them. Background jobs (:class:`ProjectionJobs`) run in a
+thread of the calling process; the page polls :meth:`ProjectionJobs.state`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import pickle
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recsys.paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+METHODS = ("pca", "umap", "tsne")
+#: default parameters per method (the page exposes a few of them)
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
+    "pca": {},
+    "umap": {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine"},
+    "tsne": {"perplexity": 30.0, "metric": "cosine"},
+}
+
+
+def fingerprint_array(x: np.ndarray) -> str:
+    """A short content hash of an array (shape, dtype and bytes), used in cache keys."""
+    x = np.ascontiguousarray(x)
+    digest = hashlib.sha1(f"{x.shape}|{x.dtype}".encode())
+    digest.update(x.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def sample_indices(n: int, max_points: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of a seeded uniform sample of ``min(n, max_points)`` rows out of ``n``.
+
+    Sorted so the sample keeps the source's row order (colours and tables line up).
+    """
+    if max_points <= 0:
+        raise ValueError(f"max_points must be positive, got {max_points}")
+    if n <= max_points:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=max_points, replace=False))
+
+
+@dataclass
+class Projection:
+    """A fitted 2-D projection: the coordinates of the fitted rows and, when possible, a transform."""
+
+    method: str
+    coords: np.ndarray  # (n, 2) float32
+    params: dict[str, Any] = field(default_factory=dict)
+    model: Any = None  # PCA / UMAP object with .transform; None for t-SNE
+    fit_vectors: np.ndarray | None = None  # kept for t-SNE's neighbour-based placement
+    seconds: float = 0.0
+
+    @property
+    def can_transform(self) -> bool:
+        return self.model is not None
+
+    def transform(self, vectors: np.ndarray, k: int = 10) -> np.ndarray:
+        """2-D positions of new vectors in this projection.
+
+        PCA and UMAP use their own ``transform``. t-SNE has none, so a new point is put
+        at the similarity-weighted mean of the positions of its ``k`` nearest fitted
+        rows (cosine), which is where t-SNE's attraction term would pull it.
+        """
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        if self.model is not None:
+            return np.asarray(self.model.transform(vectors), dtype=np.float32)
+        if self.fit_vectors is None:
+            raise ValueError(f"this {self.method} projection cannot place new points")
+        base = _unit(self.fit_vectors)
+        sims = _unit(vectors) @ base.T
+        k = min(k, base.shape[0])
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        weights = np.clip(np.take_along_axis(sims, top, axis=1), 1e-6, None)
+        weights /= weights.sum(axis=1, keepdims=True)
+        return np.einsum("nk,nkd->nd", weights, self.coords[top]).astype(np.float32)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def fit_projection(vectors: np.ndarray, method: str = "pca", seed: int = 0, **params: Any) -> Projection:
+    """Fit ``method`` on ``vectors`` (n, d) and return the 2-D :class:`Projection`."""
+    if method not in METHODS:
+        raise ValueError(f"unknown projection {method!r}; choose one of {', '.join(METHODS)}")
+    x = np.asarray(vectors, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] < 3:
+        raise ValueError(f"need a 2-D array with at least 3 rows to project, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("vectors contain NaN or infinite values")
+    merged = {**DEFAULT_PARAMS[method], **params}
+    started = time.perf_counter()
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        model = PCA(n_components=2, random_state=seed).fit(x)
+        coords = model.transform(x)
+        projection = Projection("pca", coords.astype(np.float32), merged, model)
+    elif method == "umap":
+        import umap  # imported lazily: it pulls numba
+
+        n_neighbors = int(min(merged["n_neighbors"], x.shape[0] - 1))
+        model = umap.UMAP(
+            n_components=2, n_neighbors=n_neighbors, min_dist=float(merged["min_dist"]),
+            metric=merged["metric"], random_state=seed, n_jobs=1,
+        )
+        coords = model.fit_transform(x)
+        projection = Projection("umap", np.asarray(coords, dtype=np.float32), merged, model)
+    else:
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(merged["perplexity"], max(1.0, (x.shape[0] - 1) / 3)))
+        init = "pca" if merged["metric"] == "euclidean" else "random"
+        model = TSNE(n_components=2, perplexity=perplexity, metric=merged["metric"], init=init, random_state=seed)
+        coords = model.fit_transform(x)
+        projection = Projection("tsne", np.asarray(coords, dtype=np.float32), merged, None, fit_vectors=x)
+    projection.seconds = time.perf_counter() - started
+    log.info("%s projection of %s in %.1fs", method, x.shape, projection.seconds)
+    return projection
+
+
+# ---------------------------------------------------------------------------------------------
+# disk cache
+# ---------------------------------------------------------------------------------------------
+def projection_key(fingerprint: str, method: str, seed: int = 0, **params: Any) -> str:
+    """Cache key of a projection: the data's fingerprint, the method, the seed and the parameters."""
+    merged = {**DEFAULT_PARAMS.get(method, {}), **params}
+    blob = json.dumps({"fp": fingerprint, "method": method, "seed": seed, "params": merged}, sort_keys=True)
+    return f"{method}-{hashlib.sha1(blob.encode()).hexdigest()[:16]}"
+
+
+def _cache_path(key: str, root: Path | None = None) -> Path:
+    return (Path(root) if root else cache_dir("projections")) / f"{key}.pkl"
+
+
+def save_projection(key: str, projection: Projection, root: Path | None = None) -> Path:
+    """Pickle ``projection`` atomically (temp file + rename) so a reader never sees half a file."""
+    from recsys.train.runs import atomic_write_bytes
+
+    path = _cache_path(key, root)
+    atomic_write_bytes(path, pickle.dumps(projection, protocol=pickle.HIGHEST_PROTOCOL))
+    return path
+
+
+def load_projection(key: str, root: Path | None = None) -> Projection | None:
+    """The cached projection for ``key``, or ``None`` (a corrupt entry is removed and ignored)."""
+    path = _cache_path(key, root)
+    if not path.exists():
+        return None
+    try:
+        with open(path, "rb") as handle:
+            return pickle.load(handle)
+    except Exception as error:  # an entry from an incompatible library version
+        log.warning("dropping unreadable projection cache %s: %s", path, error)
+        path.unlink(missing_ok=True)
+        return None
+
+
+def cached_projection(
+    vectors: np.ndarray, method: str, seed: int = 0, fingerprint: str | None = None,
+    root: Path | None = None, **params: Any,
+) -> Projection:
+    """Load the projection from the cache or fit and store it (blocking)."""
+    key = projection_key(fingerprint or fingerprint_array(vectors), method, seed, **params)
+    projection = load_projection(key, root)
+    if projection is None:
+        projection = fit_projection(vectors, method, seed, **params)
+        save_projection(key, projection, root)
+    return projection
+
+
+class ProjectionJobs:
+    """Fit slow projections in a background thread; results go to the disk cache.
+
+    One worker thread: two UMAP fits at once would only fight over the same cores.
+    ``state(key)`` is ``"done"``, ``"running"`` (queued or fitting), ``"failed: ..."``
+    or ``"absent"``; a page submits once and polls on its next reruns.
+    """
+
+    def __init__(self, root: Path | None = None):
+        self.root = root
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="projection")
+        self._futures: dict[str, Future] = {}
+        self._started: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, vectors: np.ndarray, method: str, seed: int = 0, fingerprint: str | None = None,
+               **params: Any) -> str:
+        """Start fitting unless cached or already under way; returns the cache key."""
+        key = projection_key(fingerprint or fingerprint_array(vectors), method, seed, **params)
+        with self._lock:
+            if _cache_path(key, self.root).exists():
+                return key
+            future = self._futures.get(key)
+            if future is not None and not (future.done() and future.exception() is not None):
+                return key
+            vectors = np.array(vectors, dtype=np.float32, copy=True)
+
+            def work() -> str:
+                save_projection(key, fit_projection(vectors, method, seed, **params), self.root)
+                return key
+
+            self._futures[key] = self._executor.submit(work)
+            self._started[key] = time.time()
+        return key
+
+    def state(self, key: str) -> str:
+        if _cache_path(key, self.root).exists():
+            return "done"
+        future = self._futures.get(key)
+        if future is None:
+            return "absent"
+        if not future.done():
+            return "running"
+        error = future.exception()
+        return f"failed: {type(error).__name__}: {error}" if error else "done"
+
+    def elapsed(self, key: str) -> float:
+        return time.time() - self._started[key] if key in self._started else 0.0
+
+    def result(self, key: str) -> Projection | None:
+        return load_projection(key, self.root)
+
+    def wait(self, key: str, timeout: float | None = None) -> Projection | None:
+        future = self._futures.get(key)
+        if future is not None:
+            future.result(timeout=timeout)
+        return self.result(key)
+
+
+_JOBS: ProjectionJobs | None = None
+_JOBS_LOCK = threading.Lock()
+
+
+def background_jobs() -> ProjectionJobs:
+    """The process-wide job runner (shared by every session of a Streamlit server)."""
+    global _JOBS
+    with _JOBS_LOCK:
+        if _JOBS is None:
+            _JOBS = ProjectionJobs()
+        return _JOBS

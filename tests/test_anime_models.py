@@ -1,0 +1,165 @@
+"""Anime models and the evaluation protocol on hand-made toys with worked arithmetic."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+
+from recsys.eval.anime import score_rankings, unseen_protocol
+from recsys.models.ease import EASE, EASEConfig, ease_weights
+from recsys.models.implicit_two_tower import ImplicitTwoTower, ImplicitTwoTowerConfig, in_batch_log_q
+from recsys.models.itemknn import ItemKNN, ItemKNNConfig, cosine_topk
+from recsys.models.popularity import Popularity, PopularityConfig, weighted_rating
+from recsys.models.two_tower import BiasBaseline, TwoTowerConfig, TwoTowerRating, rmse
+from recsys.retrieval.clusters import ClusterIndex, elbow_point
+from recsys.retrieval.index import ItemIndex, weighted_average_vectors
+
+# users x items, binary: columns c0 = (1,0,1), c1 = (1,1,1), c2 = (0,1,1)
+X = sp.csr_matrix(np.array([[1, 1, 0], [0, 1, 1], [1, 1, 1]], dtype=np.float32))
+
+
+def test_ease_closed_form_on_3x3():
+    # G = X^T X = [[2,2,1],[2,3,2],[1,2,2]]; G + I = [[3,2,1],[2,4,2],[1,2,3]], det 16,
+    # P = (G + I)^-1 = [[.5,-.25,0],[-.25,.5,-.25],[0,-.25,.5]];  B_ij = -P_ij / P_jj, B_jj = 0
+    # -> B = [[0,.5,0],[.5,0,.5],[0,.5,0]]
+    B = ease_weights((X.T @ X).toarray(), l2=1.0)
+    np.testing.assert_allclose(B, [[0, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0]], atol=1e-6)
+    model = EASE(EASEConfig(l2=1.0)).fit(X)
+    # a user who watched item 0 only: x B = row 0 of B = [0, .5, 0]
+    np.testing.assert_allclose(model.score_histories(sp.csr_matrix([[1.0, 0, 0]])), [[0, 0.5, 0]], atol=1e-6)
+
+
+def test_ease_item_cap_scores_other_items_minus_inf():
+    model = EASE(EASEConfig(l2=1.0, max_items=2)).fit(X)
+    # counts are (2, 3, 2): item 1 and the first of the tied items (0) are kept
+    assert model.items.tolist() == [0, 1]
+    assert model.score_histories(sp.csr_matrix([[1.0, 0, 0]]))[0, 2] == -np.inf
+
+
+def test_itemknn_cosine():
+    # co-occurrences (0,1)=2, (0,2)=1, (1,2)=2; norms sqrt(2), sqrt(3), sqrt(2)
+    # cos(0,1) = 2/sqrt(6) = 0.8165, cos(0,2) = 1/2, cos(1,2) = 0.8165; diagonal 0
+    S = cosine_topk(X, k=2).toarray()
+    c = 2 / math.sqrt(6)
+    np.testing.assert_allclose(S, [[0, c, 0.5], [c, 0, c], [0.5, c, 0]], atol=1e-6)
+    # k = 1 keeps only the best neighbour of each column: column 0 keeps row 1 (0.8165 > 0.5)
+    S1 = cosine_topk(X, k=1, block=2).toarray()
+    assert S1[1, 0] == pytest.approx(c) and S1[2, 0] == 0
+    model = ItemKNN(ItemKNNConfig(neighbours=2)).fit(X)
+    np.testing.assert_allclose(model.score_histories(sp.csr_matrix([[1.0, 0, 0]])), [[0, c, 0.5]], atol=1e-6)
+
+
+def test_weighted_rating_formula():
+    # m = 100, C = 8: WR0 = 10/110*9 + 100/110*8 = 890/110 = 8.0909
+    #                 WR1 = 1000/1100*7 + 100/1100*8 = 7800/1100 = 7.0909
+    wr = weighted_rating([9.0, 7.0], [10, 1000], m=100, C=8.0)
+    np.testing.assert_allclose(wr, [890 / 110, 7800 / 1100])
+    # defaults: C = mean(R) = 8, m = 0.5-quantile of (10, 1000) = 505
+    default = weighted_rating([9.0, 7.0], [10, 1000], quantile=0.5)
+    np.testing.assert_allclose(default, [(10 * 9 + 505 * 8) / 515, (1000 * 7 + 505 * 8) / 1505])
+    # a missing mean rating is the prior C
+    assert weighted_rating([np.nan, 6.0], [5, 5], m=1, C=7.0)[0] == pytest.approx(7.0)
+
+
+def test_popularity_count():
+    model = Popularity(PopularityConfig("count")).fit(X)
+    assert model.scores.tolist() == [2, 3, 2]
+    with pytest.raises(ValueError, match="unknown popularity kind"):
+        Popularity(PopularityConfig("nope")).fit(X)
+
+
+def test_weighted_average_vectors():
+    items = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    ratings = sp.csr_matrix(np.array([[8.0, 2.0, 0.0], [0, 0, 0], [0, 0, 0]]))
+    watched = sp.csr_matrix(np.array([[1.0, 1.0, 1.0], [0, 1.0, 1.0], [0, 0, 0]]))
+    vectors, empty = weighted_average_vectors(ratings, watched, items)
+    # row 0: (8*[1,0] + 2*[0,1]) / 10 = [0.8, 0.2] (the unrated item 2 has no weight)
+    # row 1: no rating -> plain mean of items 1 and 2 = [0.5, 1.0]; row 2: nothing -> zeros, flagged
+    np.testing.assert_allclose(vectors, [[0.8, 0.2], [0.5, 1.0], [0.0, 0.0]], atol=1e-6)
+    assert empty.tolist() == [False, False, True]
+
+
+def test_faiss_index_excludes_watched_and_hnsw_agrees():
+    items = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.5, 0.5]], np.float32)
+    index = ItemIndex(items)
+    # query [1, 0]: inner products 1.0, 0.9, 0.0, 0.5; item 0 excluded -> 1, 3
+    scores, ids = index.search(np.array([[1.0, 0.0]]), k=2, exclude=[[0]])
+    assert ids.tolist() == [[1, 3]]
+    np.testing.assert_allclose(scores, [[0.9, 0.5]], atol=1e-6)
+    _, hnsw_ids = ItemIndex(items, kind="hnsw").search(np.array([[1.0, 0.0]]), k=2, exclude=[[0]])
+    assert hnsw_ids.tolist() == [[1, 3]]
+
+
+def test_elbow_rule_on_synthetic_curve():
+    # scaled x = 0, .2, .4, .6, .8, 1; scaled y = (v - 4) / 96 = 1, .375, .0625, .042, .021, 0
+    # distance to the chord x + y = 1 is proportional to |x + y - 1| = 0, .425, .5375, .358, .179, 0
+    ks, values = [1, 2, 3, 4, 5, 6], [100, 40, 10, 8, 6, 4]
+    assert elbow_point(ks, values) == 2
+
+
+def test_cluster_index_recommends_popular_unwatched_of_nearest_cluster():
+    vectors = np.array([[0, 0], [0, 1], [10, 10], [10, 11], [10, 9]], np.float32)
+    popularity = np.array([5, 1, 3, 9, 7], np.float64)
+    index = ClusterIndex.fit(vectors, 2, popularity, "kmeans")
+    # the query is near the (10, 10) cluster {2, 3, 4}; 3 is watched -> 4 (pop 7), then 2 (pop 3),
+    # then the other cluster fills the list by popularity: 0 (5)
+    scores, ids = index.recommend(np.array([[9.0, 10.0]]), k=3, exclude=[[3]])
+    assert ids.tolist() == [[4, 2, 0]] and scores.tolist() == [[7, 3, 5]]
+
+
+def test_two_tower_relu_and_mse():
+    model = TwoTowerRating(TwoTowerConfig(n_users=2, n_items=2, factors=2))
+    with torch.no_grad():
+        model.user_embedding.weight.copy_(torch.tensor([[1.0, 2.0], [-1.0, 0.0]]))
+        model.item_embedding.weight.copy_(torch.tensor([[3.0, 1.0], [1.0, 1.0]]))
+    batch = {"user": torch.tensor([0, 1]), "item": torch.tensor([0, 0]), "rating": torch.tensor([6.0, 1.0])}
+    # user 0 . item 0 = 3 + 2 = 5; user 1 . item 0 = -3 -> relu 0; MSE = ((5-6)^2 + (0-1)^2) / 2 = 1
+    assert model.predict(batch).tolist() == [5.0, 0.0]
+    assert model.calculate_loss(batch).item() == pytest.approx(1.0)
+    assert model.full_sort_predict({"user": torch.tensor([0])}).tolist() == [[5.0, 3.0]]
+
+
+def test_bias_baseline_and_rmse():
+    # one user, two items rated 8 and 6, no regularisation: mu = 7, b_i = (+1, -1), b_u = 0
+    baseline = BiasBaseline.fit([0, 0], [0, 1], [8.0, 6.0], 1, 2, reg=0.0, rounds=3)
+    np.testing.assert_allclose(baseline.predict([0, 0], [0, 1]), [8.0, 6.0])
+    assert rmse([1.0, 3.0], [2.0, 5.0]) == pytest.approx(math.sqrt((1 + 4) / 2))
+
+
+def test_implicit_two_tower_leaves_target_out_of_history():
+    model = ImplicitTwoTower(ImplicitTwoTowerConfig(n_items=3, factors=2), history=X)
+    with torch.no_grad():
+        model.context_embedding.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]]))
+    # user 2 watched all three items: mean = ([1,0] + [0,1] + [2,2]) / 3 = [1, 1]; leaving out
+    # item 2 gives ([1,0] + [0,1]) / 2 = [.5, .5]; the last coordinate is the bias input 1
+    full = model.encode_histories(X, np.array([2]))
+    left_out = model.encode_histories(X, np.array([2]), leave_out=torch.tensor([2]))
+    np.testing.assert_allclose(full.detach().numpy(), [[1, 1, 1]], atol=1e-6)
+    np.testing.assert_allclose(left_out.detach().numpy(), [[0.5, 0.5, 1]], atol=1e-6)
+    model.train()
+    loss = model.calculate_loss({"user": torch.tensor([0, 1, 2]), "item": torch.tensor([0, 2, 1])})
+    assert torch.isfinite(loss) and loss.item() > 0
+    # log Q with +1 smoothing: counts (2,3,2)+1 = (3,4,3) over 10
+    np.testing.assert_allclose(in_batch_log_q(np.array([0, 0, 1, 1, 1, 2, 2]), 3), np.log([0.3, 0.4, 0.3]),
+                               rtol=1e-6)
+
+
+def test_unseen_protocol_halves_and_metrics():
+    unseen = pd.DataFrame({"user_id": [7] * 4 + [8] * 3, "item": [0, 1, 2, 3, 4, 5, 6],
+                           "rating": [9, -1, 5, 6, 7, 8, 9]})
+    histories, targets = unseen_protocol(unseen, n_items=7, seed=1)
+    watched = histories.watched()
+    # user 7: 4 rows -> 2 build, 2 target; user 8: 3 rows -> floor(3/2) = 1 build, 2 target
+    assert [len(w) for w in watched] == [2, 1] and [len(t) for t in targets] == [2, 2]
+    assert set(watched[0]) | set(targets[0]) == {0, 1, 2, 3} and not set(watched[0]) & set(targets[0])
+    # a ranking [5, 3] against {3}: precision@10 = 1/10; AP@10 = (1/2) / min(1, 10) = .5;
+    # NDCG@10 = (1/log2(3)) / 1 = .6309
+    metrics = score_rankings(np.array([[5, 3, -1]]), [np.array([3])])
+    assert metrics["precision@10"] == pytest.approx(0.1)
+    assert metrics["map@10"] == pytest.approx(0.5)
+    assert metrics["ndcg@10"] == pytest.approx(1 / math.log2(3))

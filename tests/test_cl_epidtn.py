@@ -1,0 +1,258 @@
+"""CL-EPIDTN on a hand-made 4-user, 6-item dataset (shapes, losses, ablations, padding, training)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from recsys.data.sequential import FeatureTable, SequentialDataset
+from recsys.models.cl_epidtn import (
+    CLEPIDTN,
+    CLEPIDTNConfig,
+    activity_buckets,
+    info_nce,
+    item_categories,
+    nt_xent,
+    variant,
+)
+from recsys.train.loop import TrainConfig, fit
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from threads, and on a busy shared CPU OpenMP's spin-waiting
+    makes each op ~10x slower; one thread keeps this file at a few seconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+SMALL = dict(embedding_dim=16, n_layers=2, n_heads=2, aug_dim=4, max_seq_len=5, dropout=0.1)
+
+
+def tiny_dataset() -> SequentialDataset:
+    # users 1..4 with fields gender (codes 1..2) and age band (codes 1..3); row 0 is padding
+    users = FeatureTable(["gender", "age"], torch.tensor([[0, 0], [1, 1], [2, 2], [1, 3], [2, 1]]), [3, 4])
+    # items 1..6 with a decade field and up to two genres (codes 1..3, 0 = padding)
+    items = FeatureTable(
+        ["decade"],
+        torch.tensor([[0], [1], [1], [2], [2], [1], [2]]),
+        [3],
+        multi_name="genre",
+        multi=torch.tensor([[0, 0], [1, 2], [2, 0], [3, 0], [0, 3], [1, 3], [2, 1]]),
+        multi_cardinality=4,
+    )
+    sequences = {1: [1, 2, 3, 4], 2: [2, 3], 3: [5], 4: [6, 1, 2, 3, 4, 5]}
+    return SequentialDataset("tiny", 4, 6, users, items, sequences, has_timestamps=True)
+
+
+def tiny_batch() -> dict[str, torch.Tensor]:
+    # user 1: [1,2,3] -> 4; user 2: [2] -> 3; user 3: no history -> 5; user 4: [6,1,2,3,4] -> 5
+    # (users 3 and 4 share the target 5: a false negative for each other in the main loss)
+    return {
+        "user": torch.tensor([1, 2, 3, 4]),
+        "item_seq": torch.tensor([[0, 0, 1, 2, 3], [0, 0, 0, 0, 2], [0, 0, 0, 0, 0], [6, 1, 2, 3, 4]]),
+        "item_seq_len": torch.tensor([3, 1, 0, 5]),
+        "item": torch.tensor([4, 3, 5, 5]),
+    }
+
+
+def make(name: str = "cl-epidtn", **overrides) -> CLEPIDTN:
+    torch.manual_seed(0)
+    return CLEPIDTN(variant(name, **{**SMALL, **overrides}), tiny_dataset())
+
+
+# -- losses on toy numbers --------------------------------------------------------------------
+
+
+def test_info_nce_matches_hand_computation():
+    sim = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    # each row: -log(e^1 / (e^1 + e^0)) = log(1 + e^-1) = 0.31326
+    assert info_nce(sim, 1.0).item() == pytest.approx(math.log(1 + math.exp(-1)), abs=1e-6)
+    assert info_nce(sim, 1.0).item() == pytest.approx(0.3133, abs=1e-4)
+    # temperature 0.5 doubles the logits: log(1 + e^-2) = 0.12693
+    assert info_nce(sim, 0.5).item() == pytest.approx(math.log(1 + math.exp(-2)), abs=1e-6)
+    # masking row 0's negative leaves only its positive: row 0 -> 0, row 1 -> 0.31326; mean 0.15663
+    invalid = torch.tensor([[False, True], [False, False]])
+    assert info_nce(sim, 1.0, invalid).item() == pytest.approx(math.log(1 + math.exp(-1)) / 2, abs=1e-6)
+
+
+def test_nt_xent_with_and_without_hard_negative():
+    z = torch.eye(2)
+    # anchor z1_0: positive z2_0 (sim 1), negatives z2_1 (0) and z1_1 (0), itself masked:
+    # -log(e / (e + 2)) = log(1 + 2/e) = 0.55144; every anchor alike
+    assert nt_xent(z, z.clone(), 1.0).item() == pytest.approx(math.log(1 + 2 / math.e), abs=1e-6)
+    # a hard negative equal to the anchor adds e^1: -log(e / (2e + 2)) = log(2 + 2/e) = 1.24459
+    hard_on = nt_xent(z, z.clone(), 1.0, hard=z.clone(), hard_valid=torch.tensor([True, True]))
+    assert hard_on.item() == pytest.approx(math.log(2 + 2 / math.e), abs=1e-6)
+    # an invalid hard negative (user with < 2 items) is ignored
+    hard_off = nt_xent(z, z.clone(), 1.0, hard=z.clone(), hard_valid=torch.tensor([False, False]))
+    assert hard_off.item() == pytest.approx(math.log(1 + 2 / math.e), abs=1e-6)
+
+
+def test_main_loss_is_in_batch_softmax_with_duplicate_targets_masked():
+    model = make().eval()  # eval: no dropout, so towers and loss see the same vectors
+    batch = tiny_batch()
+    with torch.no_grad():
+        u = model.user_tower(batch)
+        v = model.item_tower(batch["item"])
+        logits = u @ v.T / model.config.temperature
+        # rows 2 and 3 both target item 5: each is the other's false negative, so it is dropped
+        logits[2, 3] = logits[3, 2] = float("-inf")
+        expected = torch.stack([-torch.log_softmax(logits[i], 0)[i] for i in range(4)]).mean()
+        got = model.loss_parts(batch)["main"]
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+# -- towers and scores ------------------------------------------------------------------------
+
+
+def test_shapes_padding_column_and_normalisation():
+    model = make().eval()
+    batch = tiny_batch()
+    with torch.no_grad():
+        u = model.user_tower(batch)
+        items = model.item_tower()
+        scores = model.full_sort_predict(batch)
+        pairs = model.predict(batch)
+    assert u.shape == (4, 16) and items.shape == (7, 16) and scores.shape == (4, 7)
+    assert torch.allclose(u.norm(dim=1), torch.ones(4), atol=1e-5)
+    assert torch.allclose(items[1:].norm(dim=1), torch.ones(6), atol=1e-5)
+    assert torch.equal(items[0], torch.zeros(16))  # the padding item
+    assert torch.isneginf(scores[:, 0]).all() and torch.isfinite(scores[:, 1:]).all()
+    assert scores[:, 1:].abs().max() <= 1 + 1e-5  # cosine scores, no temperature
+    assert torch.allclose(pairs, scores.gather(1, batch["item"].view(-1, 1)).squeeze(1), atol=1e-6)
+    assert torch.isfinite(u[2]).all()  # user 3 has an empty history
+
+
+def test_eval_mode_is_deterministic():
+    model = make().eval()
+    with torch.no_grad():
+        assert torch.equal(model.full_sort_predict(tiny_batch()), model.full_sort_predict(tiny_batch()))
+
+
+def test_transformer_ignores_padding():
+    model = make().eval()
+    batch = tiny_batch()
+    with torch.no_grad():
+        before = model.user_tower(batch)
+        changed = dict(batch, item_seq=batch["item_seq"].clone())
+        changed["item_seq"][0, :2] = torch.tensor([5, 6])  # padded slots of user 1 (length 3)
+        changed["item_seq"][1, :4] = 4  # padded slots of user 2 (length 1)
+        after_change = model.user_tower(changed)
+        wider = dict(batch, item_seq=torch.cat([torch.zeros(4, 3, dtype=torch.long), batch["item_seq"]], 1))
+        after_wider = model.user_tower(wider)  # more left padding, cut back to max_seq_len = 5
+        real_change = dict(batch, item_seq=batch["item_seq"].clone())
+        real_change["item_seq"][0, -1] = 6  # a real item of user 1
+        moved = model.user_tower(real_change)
+    assert torch.allclose(before, after_change, atol=1e-6)
+    assert torch.allclose(before, after_wider, atol=1e-6)
+    assert not torch.allclose(before[0], moved[0], atol=1e-4)  # real items do matter
+    assert torch.allclose(before[1:], moved[1:], atol=1e-6)  # and only to their own user
+
+
+# -- augmented vectors and the mimic loss -----------------------------------------------------
+
+
+def test_mimic_loss_updates_only_augmented_vectors():
+    model = make()
+    model.zero_grad()
+    model.loss_parts(tiny_batch())["mimic"].backward()
+    reached = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert reached, "the mimic loss must train something"
+    assert all(n.startswith(("user_aug.", "item_aug.")) for n in reached), sorted(reached)
+    assert any(n.startswith("user_aug.") for n in reached) and any(n.startswith("item_aug.") for n in reached)
+
+
+def test_activity_buckets_and_item_categories():
+    ds = tiny_dataset()
+    # lengths 4, 2, 1, 6 -> 1 + floor(log2(n)) = 3, 2, 1, 3; padding user 0 -> 0
+    assert activity_buckets(ds, 12).tolist() == [0, 3, 2, 1, 3]
+    assert activity_buckets(ds, 3).tolist() == [0, 2, 2, 1, 2]  # capped at n_buckets - 1
+    # first non-padding genre of each item (item 4's genres are [0, 3] -> 3)
+    cats, n = item_categories(ds.item_features, "auto")
+    assert cats.tolist() == [0, 1, 2, 3, 3, 1, 2] and n == 4
+    cats, n = item_categories(ds.item_features, "field")
+    assert cats.tolist() == [0, 1, 1, 2, 2, 1, 2] and n == 3
+
+
+def test_random_subsequence_is_a_short_contiguous_slice():
+    seq = torch.tensor([[0, 0, 3, 4, 5, 6]] * 50 + [[0, 0, 0, 0, 0, 7]] * 5)
+    lens = torch.tensor([4] * 50 + [1] * 5)
+    torch.manual_seed(1)
+    sub, sub_len = CLEPIDTN.random_subsequence(seq, lens)
+    for row, n in zip(sub.tolist(), sub_len.tolist()):
+        real = row[len(row) - n:]
+        assert row[: len(row) - n] == [0] * (len(row) - n)  # right-aligned, padded on the left
+        if real == [7]:
+            continue
+        assert 1 <= n <= 2  # at most half of the 4 real items
+        start = [3, 4, 5, 6].index(real[0])
+        assert real == [3, 4, 5, 6][start:start + n]
+
+
+# -- ablations --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "display", "parts"),
+    [
+        ("cl-epidtn", "CL-EPIDTN", {"main", "seq_cl", "attr_cl", "item_cl", "mimic"}),
+        ("epidtn", "EPIDTN", {"main", "mimic"}),
+        ("cltd", "CLTD", {"main", "seq_cl", "attr_cl", "item_cl"}),
+        ("cl-dssm", "CL-DSSM", {"main", "seq_cl", "attr_cl", "item_cl", "mimic"}),
+    ],
+)
+def test_variants_switch_components(name, display, parts):
+    model = make(name)
+    loss = model.calculate_loss(tiny_batch())
+    assert torch.isfinite(loss)
+    assert set(model.last_loss_parts) == parts
+    assert model.display_name == display
+    # total = main + lambda_cl * cl parts + mimic_weight * mimic, with both weights 1 here
+    assert loss.item() == pytest.approx(sum(model.last_loss_parts.values()), rel=1e-5)
+    assert (model.encoder is None) == (name == "cl-dssm")
+    assert hasattr(model, "user_aug") == (name != "cltd")
+    loss.backward()
+    with torch.no_grad():
+        assert model.eval().full_sort_predict(tiny_batch()).shape == (4, 7)
+
+
+def test_loss_weights_scale_the_parts():
+    model = make(lambda_cl=0.5, mimic_weight=2.0)
+    torch.manual_seed(3)
+    loss = model.calculate_loss(tiny_batch())
+    p = model.last_loss_parts
+    expected = p["main"] + 0.5 * (p["seq_cl"] + p["attr_cl"] + p["item_cl"]) + 2.0 * p["mimic"]
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_bad_input_is_reported_clearly():
+    with pytest.raises(ValueError, match="unknown CL-EPIDTN variant"):
+        CLEPIDTNConfig.variant("sasrec")
+    with pytest.raises(ValueError, match="divisible"):
+        make(embedding_dim=15)
+    model = make()
+    bad = dict(tiny_batch(), item=torch.tensor([4, 3, 5, 99]))
+    with pytest.raises(ValueError, match="item ids must be in 0..6"):
+        model.calculate_loss(bad)
+    with pytest.raises(KeyError, match="item_seq"):
+        model.user_tower({"user": torch.tensor([1])})
+
+
+# -- training ---------------------------------------------------------------------------------
+
+
+def test_a_few_training_steps_reduce_the_loss():
+    model = make()
+    batch = tiny_batch()
+    result = fit(model, lambda epoch: [batch] * 3,
+                 TrainConfig(epochs=5, lr=5e-3, scheduler="none", device="cpu", seed=0))
+    losses = [r["train_loss"] for r in result.history]
+    # the total starts near main + 3 CL terms ~ 4 * log(batch-ish sizes) + mimic (about 7.5 here)
+    # and the model can memorise four rows, so 15 steps must remove well over one nat
+    assert losses[-1] < losses[0] - 1.0, losses
+    assert set(model.last_loss_parts) == {"main", "seq_cl", "attr_cl", "item_cl", "mimic"}
+    assert not model.training  # fit leaves the model in eval mode

@@ -1,0 +1,191 @@
+"""DCDT: attention, loss, hard-negative mining, pre-computed serving == joint scoring, learning."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from recsys.models.dcdt import DCDT, DCDTConfig, HardNegativeMiner, contrastive_loss, mine_hard_negatives
+from recsys.models.single_tower import SingleTower, SingleTowerConfig
+
+
+def _identity_dcdt() -> DCDT:
+    """E = H = K = 2, every tower and attention map the identity, no biases, no dropout."""
+    model = DCDT(DCDTConfig(embed_dim=2, hidden_dim=2, attn_dim=2, dropout=0.0))
+    with torch.no_grad():
+        for lin in (model.query_net[0], model.title_net[0], model.desc_net[0], model.W_q, model.W_t, model.W_d):
+            lin.weight.copy_(torch.eye(2))
+            if lin.bias is not None:
+                lin.bias.zero_()
+        # fusion over [q'(2); t'(2); d'(2); q.t, q.d, q.v]: only q'.v counts
+        model.fusion.weight.zero_()
+        model.fusion.weight[0, 8] = 1.0
+        model.fusion.bias.zero_()
+    return model.eval()
+
+
+def test_attention_softmax_on_two_video_toy():
+    model = _identity_dcdt()
+    # video 0: t = [1, 0], d = [0, 1];  video 1: t = [0, 1], d = [2, 0]
+    model.set_items(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[0.0, 1.0], [2.0, 0.0]]))
+    q = torch.tensor([1.0, 0.0])
+    # video 0: s_t = <q, t>/sqrt(2) = 0.70711, s_d = 0  -> alpha_t = e^.70711 / (e^.70711 + 1) = 0.66976
+    # video 1: s_t = 0, s_d = 2/sqrt(2) = 1.41421       -> alpha_t = 1 / (1 + e^1.41421)   = 0.19557
+    alpha = model.explain(q)
+    assert alpha.shape == (2, 2)
+    assert alpha[:, 0].tolist() == pytest.approx([0.66976, 0.19557], abs=1e-5)
+    assert alpha.sum(dim=1).tolist() == pytest.approx([1.0, 1.0])
+    # score = q'.v = alpha_t q.t + alpha_d q.d:
+    # video 0: 0.66976 * 1 + 0.33024 * 0 = 0.66976;  video 1: 0.19557 * 0 + 0.80443 * 2 = 1.60886
+    scores = model.full_sort_predict({"query": q.view(1, 2)})[0]
+    assert scores.tolist() == pytest.approx([0.66976, 1.60886], abs=1e-5)
+
+
+def test_margin_loss_on_toy_batch():
+    pos = torch.tensor([2.0, 0.5])
+    neg = torch.tensor([[1.8, 0.0], [1.0, 0.2]])
+    # m = 0.5: max(0, .5-2+1.8)=0.3, max(0, .5-2+0)=0, max(0, .5-.5+1)=1.0, max(0, .5-.5+.2)=0.2
+    # mean over the 4 (positive, negative) pairs = 1.5 / 4 = 0.375
+    assert contrastive_loss(pos, neg, "margin", margin=0.5).item() == pytest.approx(0.375)
+    # InfoNCE, tau = 1: row 0 logits [2, 1.8, 0]: log(e^2 + e^1.8 + e^0) - 2 = log(14.4384) - 2 = 0.66999
+    #                   row 1 logits [.5, 1, .2]: log(1.64872 + 2.71828 + 1.22140) - .5 = 1.72066 - .5 = 1.22066
+    # mean = 0.94533
+    assert contrastive_loss(pos, neg, "infonce", temperature=1.0).item() == pytest.approx(0.94533, abs=1e-4)
+    with pytest.raises(ValueError, match="unknown loss"):
+        contrastive_loss(pos, neg, "hinge2")
+
+
+def test_hard_negatives_come_from_top_30_percent_of_non_relevant():
+    # one query, 10 videos; video i scores 9 - i; videos 0 and 3 are relevant.
+    # non-relevant: 1, 2, 4, 5, ..., 9 (8 videos) -> pool = ceil(0.3 * 8) = 3 best = {1, 2, 4}
+    scores = (9 - torch.arange(10.0)).view(1, 10)
+    relevant = torch.zeros(1, 10, dtype=torch.bool)
+    relevant[0, [0, 3]] = True
+    negs = mine_hard_negatives(scores, relevant, 0.3, 2000, torch.Generator().manual_seed(0))
+    assert negs.shape == (1, 2000)
+    assert set(negs[0].tolist()) == {1, 2, 4}  # all three drawn, nothing outside the pool
+    # a tiny pool still has one video: 2 non-relevant -> ceil(0.6) = 1 -> only the best non-relevant
+    relevant[0, :] = True
+    relevant[0, [5, 8]] = False
+    negs = mine_hard_negatives(scores, relevant, 0.3, 50, torch.Generator().manual_seed(0))
+    assert set(negs[0].tolist()) == {5}
+    relevant[0, :] = True
+    with pytest.raises(ValueError, match="every video relevant"):
+        mine_hard_negatives(scores, relevant, 0.3, 5)
+
+
+class _FixedScores(torch.nn.Module):
+    """A stand-in model whose scores change between epochs, to show that mining follows the model."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.scores = None
+
+    @property
+    def device(self):
+        return self.w.device
+
+    def full_sort_predict(self, batch):
+        return self.scores.expand(len(batch["query"]), -1)
+
+
+def test_miner_re_mines_each_epoch_with_the_current_model():
+    model = _FixedScores()
+    relevant = torch.zeros(1, 10, dtype=torch.bool)
+    relevant[0, 0] = True
+    miner = HardNegativeMiner(torch.zeros(1, 3), torch.tensor([0, 0]), relevant, fraction=0.3, n_negatives=200)
+    # epoch 1: videos 1..9 score high->low: pool = ceil(0.3 * 9) = 3 -> {1, 2, 3}
+    model.scores = torch.arange(10.0, 0.0, -1).view(1, 10)
+    miner.on_epoch_begin(None, model)
+    assert miner.negatives.shape == (2, 200) and set(miner.negatives.flatten().tolist()) == {1, 2, 3}
+    # epoch 2: the model now prefers the last videos -> pool {9, 8, 7}
+    model.scores = torch.arange(10.0).view(1, 10)
+    miner.on_epoch_begin(None, model)
+    assert set(miner.negatives.flatten().tolist()) == {7, 8, 9}
+    assert miner.epochs_mined == 2
+
+
+def test_precomputed_item_tower_equals_joint_scoring():
+    torch.manual_seed(0)
+    model = DCDT(DCDTConfig(embed_dim=8, hidden_dim=6, attn_dim=4)).eval()
+    with torch.no_grad():  # non-trivial biases so that every fusion part matters
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    titles, descs, queries = torch.randn(5, 8), torch.randn(5, 8), torch.randn(3, 8)
+    model.set_items(titles, descs)
+    full = model.full_sort_predict({"query": queries})
+    joint = torch.stack([model.joint_score(q.expand(5, -1), titles, descs) for q in queries])
+    assert full.shape == (3, 5)
+    assert torch.allclose(full, joint, atol=1e-5)
+    # the same after freezing the item tower for serving, and through predict()
+    model.freeze_items()
+    assert torch.allclose(model.full_sort_predict({"query": queries}), joint, atol=1e-5)
+    pairs = {"query": queries.repeat_interleave(5, 0), "item": torch.arange(5).repeat(3)}
+    assert torch.allclose(model.predict(pairs), joint.flatten(), atol=1e-5)
+    # the packed towers have the documented widths: H + K + 1 and 2H + 2K + 1
+    assert model.user_tower({"query": queries}).shape == (3, 6 + 4 + 1)
+    assert model.item_tower().shape == (5, 2 * 6 + 2 * 4 + 1)
+    # attention from the towers equals the literal softmax
+    kq = model.W_q(model.query_net(queries[:1]))
+    th, dh = model.title_net(titles), model.desc_net(descs)
+    literal = torch.softmax(torch.stack([(kq * model.W_t(th)).sum(-1), (kq * model.W_d(dh)).sum(-1)], -1) / 2, -1)
+    assert torch.allclose(model.explain(queries[0])[:, 0], literal[:, 0], atol=1e-6)
+
+
+def test_frozen_items_are_dropped_when_training_resumes():
+    torch.manual_seed(0)
+    model = DCDT(DCDTConfig(embed_dim=4, hidden_dim=3, attn_dim=2), torch.rand(3, 4), torch.rand(3, 4))
+    model.freeze_items()
+    with torch.no_grad():
+        model.fusion.bias.add_(1.0)
+    model.train()  # clears the frozen copy
+    model.eval()
+    q = torch.rand(1, 4)
+    joint = model.joint_score(q.expand(3, -1), model.title_emb, model.desc_emb)
+    assert torch.allclose(model.full_sort_predict({"query": q})[0], joint, atol=1e-6)
+
+
+def test_single_tower_full_sort_equals_pairwise_and_cannot_precompute():
+    torch.manual_seed(0)
+    model = SingleTower(SingleTowerConfig(embed_dim=4, hidden_dim=8), torch.rand(6, 4), torch.rand(6, 4)).eval()
+    queries = torch.rand(2, 4)
+    full = model.full_sort_predict({"query": queries})
+    joint = torch.stack([model.joint_score(q.expand(6, -1), model.title_emb, model.desc_emb) for q in queries])
+    assert torch.allclose(full, joint, atol=1e-6)
+    assert not hasattr(model, "item_tower") or "item_tower" not in type(model).__dict__
+
+
+def test_loss_and_gradients_flow():
+    torch.manual_seed(0)
+    model = DCDT(DCDTConfig(embed_dim=4, hidden_dim=3, attn_dim=2), torch.rand(5, 4), torch.rand(5, 4))
+    batch = {"query": torch.rand(2, 4), "item": torch.tensor([0, 1]), "neg": torch.tensor([[2, 3], [4, 2]])}
+    loss = model.calculate_loss(batch)
+    loss.backward()
+    assert loss.item() >= 0 and model.W_q.weight.grad is not None
+
+
+def test_training_raises_validation_mrr_on_a_tiny_synthetic_problem(tmp_path, monkeypatch):
+    from test_videos_fixtures import FakeEmbedder, make_data
+
+    from recsys.eval.videos import evaluate_scores
+    from recsys.pipelines.videos import QUICK_TRAIN, build_features, make_model, model_scores, train_model
+    from recsys.train.loop import seed_everything
+
+    features = build_features(make_data(), FakeEmbedder())
+    q_val, rel_val, _, _ = features.split("validation")
+    train = dataclasses.replace(QUICK_TRAIN, epochs=25, patience=None, device="cpu", seed=0)
+    seed_everything(0)  # the same initial weights train_model starts from
+    untrained = make_model("dcdt", features.dim)
+    untrained.set_items(torch.from_numpy(features.title), torch.from_numpy(features.desc))
+    untrained.eval()
+    before = evaluate_scores(model_scores(untrained, q_val), rel_val)["mrr@10"]
+    model, result = train_model("dcdt", features, train)
+    after = evaluate_scores(model_scores(model, q_val), rel_val)["mrr@10"]
+    assert after == pytest.approx(result.best_value)  # the best epoch's weights were kept
+    assert after > before + 0.1, (before, after)
+    assert len(result.history) == 25 and math.isfinite(result.history[-1]["train_loss"])

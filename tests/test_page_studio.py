@@ -1,0 +1,87 @@
+"""The Training studio page, driven headless by Streamlit's AppTest with the toy recipe.
+
+Launching spawns a real detached worker (``python -m recsys.train.worker``), so the
+launch test is ``slow``; the page is re-run until the worker finishes.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from recsys.paths import PROJECT_ROOT
+from recsys.train.loop import TrainConfig
+from recsys.train.runs import RunRegistry, execute
+
+PAGE = str(PROJECT_ROOT / "pages" / "studio.py")
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch):
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT))
+    monkeypatch.setenv("RECSYS_EXTRA_RECIPES", "tests.toy_recipe")
+    monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("PYTHONPATH", str(PROJECT_ROOT))
+    return RunRegistry(tmp_path / "runs")
+
+
+def page() -> AppTest:
+    """The studio with the toy recipe picked (real recipes are listed too once pipelines exist)."""
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.selectbox(key="studio_recipe").set_value("toy-linear")
+    return at
+
+
+def test_empty_registry_renders_with_the_toy_recipe_offered(registry):
+    at = page().run()
+    assert not at.exception
+    assert any(o.startswith("toy-linear") for o in at.selectbox(key="studio_recipe").options)
+    assert at.number_input(key="epochs_toy-linear").value == 5  # the recipe's default
+    assert any("No runs yet" in info.value for info in at.info)
+
+
+def test_finished_runs_are_listed_compared_served_and_deleted(registry):
+    done = registry.create("toy-linear", TrainConfig(epochs=2, device="cpu", monitor="val_mse", monitor_mode="min"),
+                           {"sleep": 0.0})
+    execute(done, registry)
+    failed = registry.create("toy-linear", TrainConfig(epochs=3, device="cpu"), {"sleep": 0.0, "fail_at_epoch": 2})
+    with pytest.raises(RuntimeError):
+        execute(failed, registry)
+
+    at = page().run()
+    assert not at.exception
+    table = at.dataframe[0].value  # the only table on the page: all runs
+    assert set(table["run"]) == {done.id, failed.id}
+    assert table.set_index("run").loc[failed.id, "error"] == "RuntimeError: toy failure at epoch 2"
+    assert len(at.get("plotly_chart")) >= 1  # the watched run's loss curve
+
+    at.selectbox(key="studio_watch_select").set_value(done.id).run()
+    at.button(key="serve").click().run()
+    assert not at.exception
+    assert registry.active_run("toy-linear").id == done.id
+
+    at.selectbox(key="studio_watch_select").set_value(failed.id).run()
+    at.button(key="delete").click().run()
+    assert not at.exception
+    assert [r.id for r in registry.list()] == [done.id]
+
+
+@pytest.mark.slow
+def test_launch_from_the_page_trains_in_a_worker(registry):
+    at = page().run()
+    at.number_input(key="epochs_toy-linear").set_value(2)
+    at.button(key="launch").click().run()
+    assert not at.exception
+    runs = registry.list()
+    assert len(runs) == 1 and runs[0].config["train"]["epochs"] == 2
+    deadline = time.time() + 90
+    while runs[0].status()["status"] in ("queued", "running") and time.time() < deadline:
+        time.sleep(0.5)
+    assert runs[0].status()["status"] == "done", runs[0].log_tail()
+    at.run()
+    assert not at.exception
+    assert len(runs[0].metrics()) == 2

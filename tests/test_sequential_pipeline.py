@@ -1,0 +1,87 @@
+"""The reproduction pipeline end to end on the toy dataset, recipes and the CLI wiring."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pandas as pd
+import pytest
+
+from recsys.pipelines import sequential as pipeline
+from recsys.pipelines.sequential import QUICK, recent_only, reproduce
+from recsys.train.loop import TrainConfig
+from recsys.train.recipes import RecipeContext, all_recipes
+from tests.sequential_toy import toy_dataset
+
+
+def test_recent_only_keeps_each_users_latest_prefixes():
+    examples = recent_only({1: [1, 2, 3, 4, 5], 2: [6, 7]}, max_len=2, recent=2)
+    # user 1: targets 4, 5 (with histories [2,3], [3,4]); user 2: its single example 7 <- [6]
+    assert examples.items.tolist() == [4, 5, 7]
+    assert examples.item_seq.tolist() == [[2, 3], [3, 4], [0, 6]]
+
+
+def test_every_trainable_model_has_a_recipe():
+    recipes = all_recipes()
+    for name in ("sasrec", "youtube-dnn", "dssm", "mind"):
+        assert recipes[name].domain == "sequential"
+    if pipeline.cl_epidtn_available():
+        for name in pipeline.VARIANTS:
+            assert name in recipes
+
+
+def test_cli_parses_reproduce_and_evaluate():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="verb")
+    verbs = {v: sub.add_parser(v).add_subparsers(dest="domain") for v in ("evaluate", "reproduce")}
+    pipeline.register_cli(verbs)
+    args = parser.parse_args(["reproduce", "cl-epidtn", "--quick", "--dataset", "all", "--seeds", "3"])
+    assert args.quick and args.dataset == "all" and args.seeds == 3
+    args = parser.parse_args(["evaluate", "ml-100k", "--models", "wals,most-popular"])
+    assert args.models == "wals,most-popular"
+
+
+@pytest.mark.slow
+def test_reproduce_on_the_toy_writes_every_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "load_dataset", lambda name, users=None: dataclasses.replace(toy_dataset(length=8), name=name))
+    models = ["most-popular", "wals", "dssm"] + (["cl-epidtn"] if pipeline.cl_epidtn_available() else [])
+    settings = dataclasses.replace(
+        QUICK, seeds=2, epochs=1, max_seq_len=5, batch_size=16,
+        cl_overrides={"embedding_dim": 16, "n_layers": 1, "aug_dim": 4},
+        sweep={"lambda_cl": [0.1, 1.0]},
+    )
+    report = reproduce(["ml-100k"], settings, models, tmp_path, progress=False)
+    runs = pd.read_csv(tmp_path / "ml-100k_runs.csv")
+    assert len(runs) == 2 * len(models) and set(runs["model"]) == set(models)
+    assert runs[["hit@10", "hit@50", "ndcg@10"]].notna().all().all()
+    # the ratio split ran on QUICK.ratio_seeds = 1 seed
+    assert runs.loc[runs["seed"] == 0, "recall@10"].notna().all() and runs.loc[runs["seed"] == 1, "recall@10"].isna().all()
+    summary = report["datasets"]["ml-100k"]["summary"]
+    pop = summary.set_index("model").loc["most-popular"]
+    assert pop["hit@10_std"] == 0.0  # counting is seed-independent
+    text = (tmp_path / "ml-100k.md").read_text()
+    assert "leave-one-out" in text and "± " in text
+    readme = (tmp_path / "README.md").read_text()
+    assert "git commit" in readme and "wall time" in readme
+    if pipeline.cl_epidtn_available():
+        tests = pd.read_csv(tmp_path / "ml-100k_ttests.csv")
+        assert set(tests["model"]) == set(models) - {"cl-epidtn"}
+        assert (tests["p"].isna() | tests["p"].between(0, 1)).all()  # NaN when both sides have zero variance
+        assert (tmp_path / "ml-100k_sweep_lambda_cl.png").exists()
+    assert json.loads((tmp_path / "ml-100k_meta.json").read_text())["quick"] is True
+
+
+@pytest.mark.slow
+def test_recipe_trains_and_saves_a_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "load_dataset", lambda name, users=None: toy_dataset(length=8))
+    recipe = all_recipes()["sasrec"]
+    context = RecipeContext(TrainConfig(epochs=1, batch_size=16), {"max_seq_len": 5, "hidden_size": 8, "inner_size": 16},
+                            [], tmp_path / "checkpoint.pt")
+    summary = recipe.run(context)
+    assert 0 <= summary["test_hit@10"] <= 1
+    data = toy_dataset(length=8)
+    model = pipeline.load_checkpoint(tmp_path / "checkpoint.pt", data, pipeline.make_split(data, "loo"))
+    assert model.config.hidden_size == 8

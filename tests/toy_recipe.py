@@ -1,0 +1,76 @@
+"""A tiny test-only recipe: a linear regression on seeded random data (not part of the package).
+
+Tests and the browser tests register it through ``RECSYS_EXTRA_RECIPES=tests.toy_recipe``
+so the detached worker process (``python -m recsys runs execute``) finds it too.
+
+Options: ``sleep`` seconds per batch (to make a run last long enough to be stopped),
+``fail_at_epoch`` (raise inside training, to test the failed status). One epoch is
+8 batches of 32 rows, so with the default ``sleep=0.025`` an epoch takes about 0.2 s.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from recsys.models.base import NeuralRecommender
+from recsys.train.loop import TrainConfig, batch_indices, fit
+from recsys.train.recipes import Recipe, RecipeContext, register
+from recsys.train.runs import atomic_torch_save
+
+N_ROWS, N_FEATURES = 256, 4
+
+
+class ToyLinear(NeuralRecommender):
+    display_name = "toy linear"
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(N_FEATURES, 1)
+
+    def calculate_loss(self, batch):
+        return torch.nn.functional.mse_loss(self.linear(batch["x"]).squeeze(1), batch["y"])
+
+    def full_sort_predict(self, batch):
+        return self.linear(batch["x"])
+
+
+def toy_data(seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(N_ROWS, N_FEATURES, generator=generator)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 0.1 * torch.randn(N_ROWS, generator=generator)
+    return x, y
+
+
+def run_toy(context: RecipeContext) -> dict:
+    x, y = toy_data(context.train.seed)
+    model = ToyLinear()
+    sleep = float(context.options.get("sleep", 0.025))
+    fail_at = context.options.get("fail_at_epoch")
+    generator = torch.Generator().manual_seed(context.train.seed)
+
+    def batches(epoch):
+        if fail_at is not None and epoch >= int(fail_at):
+            raise RuntimeError(f"toy failure at epoch {epoch}")
+        for index in batch_indices(N_ROWS, 32, generator):
+            time.sleep(sleep)
+            yield {"x": x[index], "y": y[index]}
+
+    def evaluate(m):
+        return {"val_mse": float(torch.nn.functional.mse_loss(m.linear(x).squeeze(1), y))}
+
+    result = fit(model, batches, context.train, evaluate, context.callbacks)
+    if context.checkpoint_path is not None:
+        atomic_torch_save({"state_dict": model.state_dict()}, context.checkpoint_path)
+    return {"val_mse": result.best_value, "epochs": len(result.history), "stop_reason": result.stop_reason}
+
+
+TOY = register(Recipe(
+    name="toy-linear",
+    domain="test",
+    summary="test-only linear regression on random data (~0.2 s per epoch)",
+    defaults=TrainConfig(epochs=5, lr=0.05, batch_size=32, device="cpu", monitor="val_mse", monitor_mode="min"),
+    run=run_toy,
+    options={"sleep": 0.025},
+))
