@@ -172,14 +172,22 @@ def main() -> int:
     passthrough = [f"--epochs={args.epochs}"] + [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in DEFAULTS]
     results, error = {}, None
     with tempfile.TemporaryDirectory() as tmp:
+        # the two sides run at the same time (they share nothing but the data files)
+        procs = {}
         for side, python in (("recbole", args.recbole_python), ("ours", sys.executable)):
             target = Path(tmp) / f"{side}.json"
-            proc = subprocess.run([python, __file__, "--side", side, "--json-out", str(target), *passthrough],
-                                  capture_output=True, text=True, cwd=ROOT)
+            log_file = open(Path(tmp) / f"{side}.log", "w")  # files, not pipes: no deadlock on full pipes
+            procs[side] = (target, log_file, subprocess.Popen(
+                [python, __file__, "--side", side, "--json-out", str(target), *passthrough],
+                stdout=log_file, stderr=subprocess.STDOUT, text=True, cwd=ROOT))
+        for side, (target, log_file, proc) in procs.items():
+            proc.wait()
+            log_file.close()
+            stderr = (Path(tmp) / f"{side}.log").read_text(errors="replace")
             if proc.returncode == 0 and target.exists():
                 results[side] = json.loads(target.read_text())
             else:
-                message = f"{side} side failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
+                message = f"{side} side failed (exit {proc.returncode}):\n{stderr[-4000:]}"
                 print(message, file=sys.stderr)
                 if side == "recbole":
                     error = message

@@ -77,11 +77,12 @@ except Exception as error:  # a pipeline bug: say so without a traceback wall
 n_total = len(data.vectors)
 with st.sidebar:
     seed = int(st.number_input("Seed", 0, 10_000, 0, key="explorer_seed"))
-    if n_total > 200:
-        max_points = st.slider("Points shown (seeded sample)", 200, min(20_000, n_total),
+    if n_total > 500:
+        max_points = st.slider("Points shown (seeded sample)", 500, min(20_000, n_total),
                                min(3_000, n_total), step=100, key="explorer_points")
     else:
         max_points = n_total
+        st.caption(f"All {n_total} points are shown.")
     method = st.radio("Projection", list(METHOD_NAMES), format_func=METHOD_NAMES.get, horizontal=True,
                       key="explorer_method")
     if method == "umap":

@@ -55,22 +55,30 @@ if not recipes:
     st.info("No trainable models are registered yet (the pipelines register them when they are written).")
 else:
     names = list(recipes)
+
+    def apply_defaults() -> None:
+        """Reset the settings to the chosen recipe's quick defaults (also on first load)."""
+        d = recipes[st.session_state["studio_recipe"]].defaults
+        st.session_state.update(
+            studio_epochs=int(d.epochs), studio_lr=float(d.lr), studio_batch=int(d.batch_size),
+            studio_seed=int(d.seed), studio_device="cuda" if cuda and d.device != "cpu" else "cpu",
+        )
+
+    if st.session_state.get("studio_recipe") not in names:
+        st.session_state["studio_recipe"] = names[0]
+        apply_defaults()
     name = st.selectbox(
-        "Model", names, key="studio_recipe",
+        "Model", names, key="studio_recipe", on_change=apply_defaults,
         format_func=lambda n: f"{n}  ·  {recipes[n].domain}  ·  {recipes[n].summary}",
     )
     recipe = recipes[name]
-    defaults = recipe.defaults
     c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1, 1.4])
-    epochs = c1.number_input("Epochs", 1, 10_000, int(defaults.epochs), key=f"epochs_{name}")
-    lr = c2.number_input("Learning rate", 1e-6, 10.0, float(defaults.lr), format="%.5f", key=f"lr_{name}")
-    batch_size = c3.number_input("Batch size", 1, 1 << 16, int(defaults.batch_size), key=f"bs_{name}")
-    seed = c4.number_input("Seed", 0, 2**31 - 1, int(defaults.seed), key=f"seed_{name}")
-    device = c5.radio(
-        "Device", ["cpu", "cuda"], index=1 if cuda and defaults.device != "cpu" else 0, horizontal=True,
-        disabled=not cuda, key=f"device_{name}",
-        help="CUDA is offered when torch sees a GPU.",
-    )
+    epochs = c1.number_input("Epochs", 1, 10_000, key="studio_epochs")
+    lr = c2.number_input("Learning rate", 1e-6, 10.0, format="%.5f", key="studio_lr")
+    batch_size = c3.number_input("Batch size", 1, 1 << 16, key="studio_batch")
+    seed = c4.number_input("Seed", 0, 2**31 - 1, key="studio_seed")
+    device = c5.radio("Device", ["cpu", "cuda"], horizontal=True, disabled=not cuda, key="studio_device",
+                      help="CUDA is offered when torch sees a GPU.")
     c5.caption(f"GPU: {cuda_name}" if cuda else "No CUDA device on this machine: CPU only.")
     options = {}
     if recipe.options:
@@ -98,6 +106,7 @@ else:
             st.error(f"Could not launch: {type(error).__name__}: {error}")
         else:
             st.session_state["studio_watch"] = run.id
+            st.session_state["studio_watch_select"] = run.id  # the run picker below follows the new run
             st.toast(f"Launched {run.id}")
 
 # ------------------------------------------------------------------------------------------------
@@ -120,8 +129,9 @@ def live_and_registry() -> None:
     st.subheader("Watch a run")
     ids = [run.id for run in runs]
     watched = st.session_state.get("studio_watch")
-    index = ids.index(watched) if watched in ids else 0
-    run_id = st.selectbox("Run", ids, index=index, key="studio_watch_select",
+    if st.session_state.get("studio_watch_select") not in ids:  # first visit, or the run was deleted
+        st.session_state["studio_watch_select"] = watched if watched in ids else ids[0]
+    run_id = st.selectbox("Run", ids, key="studio_watch_select",
                           format_func=lambda i: f"{STATUS_ICON.get(statuses[i]['status'], '')} {i} "
                                                 f"({statuses[i]['status']})")
     if run_id != watched:

@@ -32,7 +32,7 @@ def registry(tmp_path, monkeypatch):
 def page() -> AppTest:
     """The studio with the toy recipe picked (real recipes are listed too once pipelines exist)."""
     at = AppTest.from_file(PAGE, default_timeout=60).run()
-    at.selectbox(key="studio_recipe").set_value("toy-linear")
+    at.selectbox(key="studio_recipe").set_value("toy-linear").run()
     return at
 
 
@@ -40,7 +40,7 @@ def test_empty_registry_renders_with_the_toy_recipe_offered(registry):
     at = page().run()
     assert not at.exception
     assert any(o.startswith("toy-linear") for o in at.selectbox(key="studio_recipe").options)
-    assert at.number_input(key="epochs_toy-linear").value == 5  # the recipe's default
+    assert at.number_input(key="studio_epochs").value == 5  # the recipe's default
     assert any("No runs yet" in info.value for info in at.info)
 
 
@@ -73,7 +73,7 @@ def test_finished_runs_are_listed_compared_served_and_deleted(registry):
 @pytest.mark.slow
 def test_launch_from_the_page_trains_in_a_worker(registry):
     at = page().run()
-    at.number_input(key="epochs_toy-linear").set_value(2)
+    at.number_input(key="studio_epochs").set_value(2)
     at.button(key="launch").click().run()
     assert not at.exception
     runs = registry.list()

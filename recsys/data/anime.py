@@ -309,3 +309,32 @@ def interaction_matrix(frame: pd.DataFrame, n_rows: int, n_items: int, row: str 
 
 def split_summary_json(split: AnimeSplit) -> str:
     return json.dumps(split.summary())
+
+
+def synthetic_anime(n_users: int = 80, n_items: int = 40, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A small made-up dataset with the Kaggle schema (for tests and smoke runs, never for results).
+
+    Items belong to one of four genres; each user prefers one genre, watches mostly from
+    it and rates those higher; about one row in six is ``-1`` (watched, not rated).
+    """
+    rng = np.random.default_rng(seed)
+    genres = np.array(["Action, Shounen", "Romance, Drama", "Comedy, Slice of Life", "Sci-Fi, Mecha"])
+    item_genre = np.arange(n_items) % len(genres)
+    catalogue = pd.DataFrame({
+        "anime_id": np.arange(1, n_items + 1) * 10, "name": [f"Anime {i}" for i in range(n_items)],
+        "genre": pd.array(genres[item_genre], dtype="string"), "type": pd.array(["TV"] * n_items, dtype="string"),
+        "episodes": pd.array(rng.integers(1, 50, n_items), dtype="Int64"),
+        "rating": pd.array(np.round(rng.uniform(5, 9, n_items), 2), dtype="Float64"),
+        "members": pd.array(rng.integers(100, 10_000, n_items), dtype="Int64"),
+    })
+    rows = []
+    for user in range(1, n_users + 1):
+        liked = rng.integers(len(genres))
+        weights = np.where(item_genre == liked, 6.0, 1.0) * np.linspace(2, 1, n_items)
+        count = int(rng.integers(4, max(5, n_items // 2)))
+        items = rng.choice(n_items, count, replace=False, p=weights / weights.sum())
+        for item in items:
+            rating = int(np.clip(rng.normal(8.5 if item_genre[item] == liked else 5, 1), 1, 10))
+            rows.append((user, int(catalogue["anime_id"][item]), -1 if rng.random() < 1 / 6 else rating))
+    ratings = pd.DataFrame(rows, columns=["user_id", "anime_id", "rating"]).astype(np.int32)
+    return catalogue, ratings

@@ -33,6 +33,13 @@ interaction layer of dot products::
 
     score = w . [q'; t'; d'; q'.t'; q'.d'; q'.v] + bias
 
+Our addition (``cosine_skip=True``, the default): the interaction layer also gets the
+frozen cosines ``q.t`` and ``q.d``, a skip connection around the towers. On a few
+hundred training queries the towers alone overfit and rank below the zero-shot
+cosine of the same embeddings; with the skip the model starts from the pre-trained
+similarity and learns a correction. Table 3 reports DCDT without it (the paper's
+fusion as written). Both cosines are still one matrix product per query.
+
 Why a *linear* fusion and not an MLP: it keeps serving pre-computable, which is the
 whole point of a dual tower (the MLP-over-concatenation variant is the paper's
 single-tower ablation, :mod:`recsys.models.single_tower`). Expanding the fusion::
@@ -40,6 +47,7 @@ single-tower ablation, :mod:`recsys.models.single_tower`). Expanding the fusion:
     score = [w_q.q']                      query only
           + [w_t.t' + w_d.d' + bias]      video only  ("prior")
           + u1 q'.t' + u2 q'.d' + u3 (alpha_t q'.t' + alpha_d q'.d')
+          [+ u4 q.t + u5 q.d]                 with cosine_skip
 
 Everything in the second bracket, and ``t'``, ``d'``, ``W_t t'``, ``W_d d'``, depends
 only on the video, so :meth:`DCDT.item_tower` computes them once per catalogue. For a
@@ -101,6 +109,7 @@ class DCDTConfig:
     hard_fraction: float = 0.3  # negatives come from this top share of non-relevant videos
     dynamic_negatives: bool = True  # False: uniform random negatives (ablation)
     tied_init: bool = True  # start the three towers (and W_q, W_t, W_d) from the same weights
+    cosine_skip: bool = True  # also feed the frozen cosines q.t and q.d to the fusion layer (our addition)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -208,8 +217,9 @@ class DCDT(NeuralRecommender):
         self.W_q = nn.Linear(H, K, bias=False)
         self.W_t = nn.Linear(H, K, bias=False)
         self.W_d = nn.Linear(H, K, bias=False)
-        # [q'; t'; d'] (3H) + interactions [q'.t', q'.d', q'.v] (3) -> score
-        self.fusion = nn.Linear(3 * H + 3, 1)
+        # [q'; t'; d'] (3H) + interactions [q'.t', q'.d', q'.v] (3) [+ q.t, q.d] -> score
+        self.n_inter = 5 if config.cosine_skip else 3
+        self.fusion = nn.Linear(3 * H + self.n_inter, 1)
         self.register_buffer("title_emb", torch.zeros(0, E), persistent=False)
         self.register_buffer("desc_emb", torch.zeros(0, E), persistent=False)
         self._frozen_items: torch.Tensor | None = None
@@ -234,6 +244,11 @@ class DCDT(NeuralRecommender):
                 net[0].bias.copy_(self.query_net[0].bias)
             self.W_t.weight.copy_(self.W_q.weight)
             self.W_d.weight.copy_(self.W_q.weight)
+            # the fusion starts as score = q'.v (and the frozen cosines, when used): no video prior
+            H = self.config.hidden_dim
+            self.fusion.weight.zero_()
+            self.fusion.bias.zero_()
+            self.fusion.weight[0, 3 * H + 2:] = 1.0
 
     # ----- catalogue -----
     def set_items(self, title_emb: torch.Tensor, desc_emb: torch.Tensor) -> None:
@@ -265,15 +280,21 @@ class DCDT(NeuralRecommender):
         qh, th, dh = self.query_net(q), self.title_net(t), self.desc_net(d)
         alpha = self._attention(self.W_q(qh), self.W_t(th), self.W_d(dh))
         v = alpha[..., :1] * th + alpha[..., 1:] * dh
-        inter = torch.stack([(qh * th).sum(-1), (qh * dh).sum(-1), (qh * v).sum(-1)], dim=-1)
-        return self.fusion(torch.cat([qh, th, dh, inter], dim=-1)).squeeze(-1)
+        inter = [(qh * th).sum(-1), (qh * dh).sum(-1), (qh * v).sum(-1)]
+        if self.config.cosine_skip:
+            inter += [(q * t).sum(-1), (q * d).sum(-1)]
+        return self.fusion(torch.cat([qh, th, dh, torch.stack(inter, dim=-1)], dim=-1)).squeeze(-1)
 
     # ----- the two towers (serving) -----
     def user_tower(self, batch: Batch) -> torch.Tensor:
-        """Query side, packed ``[B, H + K + 1]``: ``q'``, ``W_q q'`` and the query-only term ``w_q.q'``."""
-        qh = self.query_net(batch["query"])
+        """Query side, packed ``[B, H + K + 1 (+ E)]``: ``q'``, ``W_q q'``, the query-only term ``w_q.q'`` (and ``q``)."""
+        q = batch["query"]
+        qh = self.query_net(q)
         w_q = self._fusion_parts()[0]
-        return torch.cat([qh, self.W_q(qh), (qh @ w_q).unsqueeze(1)], dim=1)
+        parts = [qh, self.W_q(qh), (qh @ w_q).unsqueeze(1)]
+        if self.config.cosine_skip:
+            parts.append(q)
+        return torch.cat(parts, dim=1)
 
     def item_tower(self, items: torch.Tensor | None = None) -> torch.Tensor:
         """Video side, packed ``[n, 2H + 2K + 1]``: ``t'``, ``d'``, ``W_t t'``, ``W_d d'``, prior.
@@ -287,7 +308,10 @@ class DCDT(NeuralRecommender):
             th, dh = self.title_net(self.title_emb), self.desc_net(self.desc_emb)
             _, w_t, w_d, _, bias = self._fusion_parts()
             prior = th @ w_t + dh @ w_d + bias
-            packed = torch.cat([th, dh, self.W_t(th), self.W_d(dh), prior.unsqueeze(1)], dim=1)
+            parts = [th, dh, self.W_t(th), self.W_d(dh), prior.unsqueeze(1)]
+            if self.config.cosine_skip:
+                parts += [self.title_emb, self.desc_emb]
+            packed = torch.cat(parts, dim=1)
         return packed if items is None else packed[items]
 
     def freeze_items(self) -> torch.Tensor:
@@ -309,29 +333,33 @@ class DCDT(NeuralRecommender):
 
     def _split_user(self, user):
         H, K = self.config.hidden_dim, self.config.attn_dim
-        return user[:, :H], user[:, H:H + K], user[:, H + K]
+        return user[:, :H], user[:, H:H + K], user[:, H + K], user[:, H + K + 1:]
 
     def _split_item(self, item):
-        H, K = self.config.hidden_dim, self.config.attn_dim
+        H, K, E = self.config.hidden_dim, self.config.attn_dim, self.config.embed_dim
+        o = 2 * H + 2 * K + 1
         return (item[:, :H], item[:, H:2 * H], item[:, 2 * H:2 * H + K], item[:, 2 * H + K:2 * H + 2 * K],
-                item[:, 2 * H + 2 * K])
+                item[:, 2 * H + 2 * K], item[:, o:o + E], item[:, o + E:])
 
     def attention_from_towers(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         """``alpha_t`` (weight on the title) for every (query, video): ``[B, n]``; ``alpha_d = 1 - alpha_t``."""
-        _, kq, _ = self._split_user(user)
-        _, _, kt, kd, _ = self._split_item(item)
+        _, kq, _, _ = self._split_user(user)
+        _, _, kt, kd, _, _, _ = self._split_item(item)
         # softmax over two logits == sigmoid of their difference
         return torch.sigmoid((kq @ kt.T - kq @ kd.T) / math.sqrt(self.config.attn_dim))
 
     def score_towers(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         """All (query, video) scores ``[B, n]`` from the packed towers: a few matrix products."""
-        qh, kq, qprior = self._split_user(user)
-        th, dh, kt, kd, prior = self._split_item(item)
-        u1, u2, u3 = self._fusion_parts()[3]
+        qh, kq, qprior, q = self._split_user(user)
+        th, dh, kt, kd, prior, t, d = self._split_item(item)
+        u = self._fusion_parts()[3]
         qt, qd = qh @ th.T, qh @ dh.T
         alpha_t = torch.sigmoid((kq @ (kt - kd).T) / math.sqrt(self.config.attn_dim))
         qv = qd + alpha_t * (qt - qd)  # alpha_t q'.t' + (1 - alpha_t) q'.d'
-        return qprior.unsqueeze(1) + prior.unsqueeze(0) + u1 * qt + u2 * qd + u3 * qv
+        score = qprior.unsqueeze(1) + prior.unsqueeze(0) + u[0] * qt + u[1] * qd + u[2] * qv
+        if self.config.cosine_skip:
+            score = score + u[3] * (q @ t.T) + u[4] * (q @ d.T)
+        return score
 
     # ----- contract -----
     def full_sort_predict(self, batch: Batch) -> torch.Tensor:

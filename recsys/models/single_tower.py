@@ -82,16 +82,27 @@ class SingleTower(NeuralRecommender):
     def joint_score(self, q: torch.Tensor, t: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         return self.mlp(torch.cat([q, t, d], dim=-1)).squeeze(-1)
 
-    def full_sort_predict(self, batch: Batch) -> torch.Tensor:
-        """Every (query, video) pair through the MLP: ``B * n`` rows, no pre-computation possible."""
+    def full_sort_predict(self, batch: Batch, chunk: int = 128) -> torch.Tensor:
+        """Every (query, video) pair through the MLP: ``B * n`` hidden rows per call.
+
+        The first layer is linear, so ``W1 [q; t; d] = W1_q q + (W1_t t + W1_d d)`` is
+        computed as a query part plus a video part and broadcast-added (exactly the same
+        numbers as concatenating, ~20x fewer multiplications at E = 384). Everything
+        after the first ReLU still runs once per (query, video) pair, which is why a
+        single tower cannot be served by pre-computed video vectors. Queries go in
+        chunks to bound memory (``chunk * n * H`` floats).
+        """
         q = batch["query"]
-        B, n = len(q), self.n_items
-        rows = torch.cat([
-            q.unsqueeze(1).expand(B, n, -1),
-            self.title_emb.unsqueeze(0).expand(B, n, -1),
-            self.desc_emb.unsqueeze(0).expand(B, n, -1),
-        ], dim=-1)
-        return self.mlp(rows).squeeze(-1)
+        first = self.mlp[0]
+        E = self.config.embed_dim
+        W = first.weight
+        video_part = self.title_emb @ W[:, E:2 * E].T + self.desc_emb @ W[:, 2 * E:].T  # [n, H]
+        out = []
+        for start in range(0, len(q), chunk):
+            query_part = q[start:start + chunk] @ W[:, :E].T + first.bias  # [b, H]
+            hidden = torch.relu(query_part.unsqueeze(1) + video_part.unsqueeze(0))  # [b, n, H]
+            out.append(self.mlp[2:](hidden).squeeze(-1))
+        return torch.cat(out) if out else q.new_zeros(0, self.n_items)
 
     def predict(self, batch: Batch) -> torch.Tensor:
         items = batch["item"]

@@ -58,7 +58,13 @@ class WALS(TwoTowerMixin, Recommender):
             num_threads=self.config.num_threads,
             calculate_training_loss=False,
         )
-        model.fit(matrix, show_progress=False)
+        try:  # implicit asks for a single-threaded BLAS (its own threads do the work)
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # pragma: no cover
+            model.fit(matrix, show_progress=False)
+        else:
+            with threadpool_limits(1, "blas"):
+                model.fit(matrix, show_progress=False)
         self.user_factors = torch.from_numpy(np.asarray(model.user_factors)).float()
         self.item_factors = torch.from_numpy(np.asarray(model.item_factors)).float()
         return self

@@ -377,7 +377,11 @@ def reproduce(
         t0 = time.perf_counter()
         dataset = load_dataset(dataset_name, settings.anime_max_users)
         report["datasets"][dataset_name] = _reproduce_dataset(dataset, settings, models, out_dir, progress)
-        report["datasets"][dataset_name]["seconds"] = time.perf_counter() - t0
+        report["datasets"][dataset_name]["seconds"] = seconds = time.perf_counter() - t0
+        meta_path = out_dir / f"{dataset_name}_meta.json"
+        meta = json.loads(meta_path.read_text())
+        meta.update(command=command or "python -m recsys reproduce cl-epidtn", wall_seconds=round(seconds, 1), git_commit=_git_commit())
+        meta_path.write_text(json.dumps(meta, indent=2))
     wall = time.perf_counter() - started
     write_readme(out_dir, settings, command or "python -m recsys reproduce cl-epidtn", wall, list(datasets))
     report["seconds"] = wall
@@ -499,9 +503,13 @@ def write_readme(out_dir: Path, settings: ReproduceSettings, command: str, wall:
         "The paper's numbers (HR@10 0.0351 / Recall@50 0.1123 on Amazon Books, 0.0901 / 0.1599 on Tmall) are on "
         "other data and are shown for reference only.", "",
     ]
-    for name in datasets:
-        if (out_dir / f"{name}.md").exists():
-            lines += [f"- [{name}]({name}.md)"]
+    lines += ["## Runs", ""]
+    for name in DATASETS:  # every dataset with results, whichever invocation wrote it
+        meta_path = out_dir / f"{name}_meta.json"
+        if (out_dir / f"{name}.md").exists() and meta_path.exists():
+            meta = json.loads(meta_path.read_text())
+            lines += [f"- [{name}]({name}.md): `{meta.get('command', '?')}`, {meta.get('wall_seconds', '?')} s, "
+                      f"{meta.get('date', '?')}, commit {meta.get('git_commit') or 'absent'}"]
     extra = out_dir / "recbole_sasrec.md"
     if extra.exists():
         lines += ["- [RecBole SASRec peer check](recbole_sasrec.md)"]
@@ -603,7 +611,7 @@ def evaluate_ml100k(models: Sequence[str], epochs: int, seed: int = 0, recent_ex
     registry = RunRegistry()
     rows = []
     for name in models:
-        row = {"model": MODELS[name].display}
+        row = {"Model": MODELS[name].display}
         run = registry.active_run(name)
         if run is not None and run.config.get("options", {}).get("dataset", "ml-100k") == "ml-100k" and run.config.get("options", {}).get("split", "loo") == "loo":
             model = load_checkpoint(run.checkpoint_path, dataset, loo)
@@ -617,7 +625,7 @@ def evaluate_ml100k(models: Sequence[str], epochs: int, seed: int = 0, recent_ex
             row.update(test_metrics(trained, loo, max_seq_len))
             trained_r = train_model(name, dataset, ratio, config, overrides, recent_examples)
             row.update(test_metrics(trained_r, ratio, max_seq_len))
-            row["source"] = f"trained now ({epochs} epochs, seed {seed})"
+            row["source"] = "fitted now" if MODELS[name].kind == "fitted" else f"trained now ({epochs} epochs, seed {seed})"
         rows.append(row)
     return pd.DataFrame(rows)
 

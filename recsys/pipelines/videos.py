@@ -574,6 +574,7 @@ TABLE2_MODELS = ["dcdt", "single-tower", "bm25", "cf", "embedding"]
 ABLATIONS = [
     ("DCDT (dual tower)", "dcdt", {}),
     ("Single tower", "single-tower", {}),
+    ("DCDT, paper's fusion only (no cosine skip)", "dcdt", {"cosine_skip": False}),
     ("DCDT, random negatives", "dcdt", {"dynamic_negatives": False}),
     ("DCDT, InfoNCE loss", "dcdt", {"loss": "infonce"}),
 ]
@@ -741,7 +742,7 @@ register(Recipe(
     name="dcdt", domain="videos",
     summary="DCDT dual tower (cross-modal attention, dynamic hard negatives) for linear-algebra videos",
     defaults=QUICK_TRAIN, full=FULL_TRAIN, run=_run_recipe("dcdt"),
-    options={**_OPTIONS_DOC, "hidden_dim": 64, "attn_dim": 32, "margin": 0.5},
+    options={**_OPTIONS_DOC, "hidden_dim": 64, "attn_dim": 32, "margin": 0.5, "cosine_skip": True},
 ))
 register(Recipe(
     name="single-tower", domain="videos",

@@ -112,8 +112,8 @@ def elbow_figure(table: pd.DataFrame, chosen_k: int | None = None, height: int =
                   secondary_y=True)
     if chosen_k is not None:
         fig.add_vline(x=chosen_k, line_dash="dot", line_color="#888")
-    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, template="plotly_white",
-                      legend={"orientation": "h", "y": 1.15}, xaxis_title="k")
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10}, template="plotly_white",
+                      legend={"orientation": "h", "y": -0.25, "x": 0}, xaxis_title="k")
     fig.update_yaxes(title_text="inertia", secondary_y=False)
     fig.update_yaxes(title_text="silhouette", secondary_y=True)
     return fig

@@ -9,7 +9,9 @@ Screenshots land in ``test-artifacts/screenshots/``.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import time
 
 import pytest
@@ -56,8 +58,22 @@ def no_exception(page) -> None:
     assert errors.count() == 0, errors.first.inner_text()
 
 
-def shoot(page, screenshots, name: str) -> None:
-    page.screenshot(path=str(screenshots / f"{name}.png"))
+#: screenshots good enough for the README; copied to docs/screenshots/ when RECSYS_E2E_UPDATE_DOCS=1
+DOC_SHOTS = {"home", "ask-results", "anime-recommendations", "explorer-query", "studio-running", "ablations"}
+DOC_LIMIT = 300_000  # bytes
+
+
+def shoot(page, screenshots, name: str, scroll_to=None) -> None:
+    """Save a viewport PNG (after scrolling ``scroll_to`` into view); optionally copy it for the docs."""
+    if scroll_to is not None:
+        scroll_to.scroll_into_view_if_needed()
+        page.wait_for_timeout(800)  # let plotly finish drawing
+    path = screenshots / f"{name}.png"
+    page.screenshot(path=str(path))
+    if os.environ.get("RECSYS_E2E_UPDATE_DOCS") == "1" and name in DOC_SHOTS and path.stat().st_size < DOC_LIMIT:
+        docs = PROJECT_ROOT / "docs" / "screenshots"
+        docs.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, docs / path.name)
 
 
 def choose(page, label: str, option: str) -> None:
@@ -87,9 +103,18 @@ def set_number(page, label: str, value) -> None:
 
 
 def loss_points(page) -> int:
-    """Markers drawn in the first plotly chart (the live training-loss curve)."""
+    """Markers drawn in the first plotly chart (the live training-loss curve); 0 before it renders."""
     chart = page.locator('[data-testid="stPlotlyChart"]').first
-    return chart.locator(".scatterlayer .trace .point").count()
+    if chart.count() == 0:
+        return 0
+    return chart.locator("path.point").count()
+
+
+def wait_points(page, at_least: int, timeout: float = 60.0) -> int:
+    deadline = time.time() + timeout
+    while (n := loss_points(page)) < at_least and time.time() < deadline:
+        page.wait_for_timeout(250)
+    return n
 
 
 def launch_toy(page, epochs: int, sleep: float) -> str:
@@ -164,7 +189,7 @@ def test_explorer_query_overlay(page, server, screenshots):
     wait_idle(page)
     no_exception(page)
     assert page.locator('[data-testid="stPlotlyChart"]').count() >= 2  # map + elbow
-    shoot(page, screenshots, "explorer-query")
+    shoot(page, screenshots, "explorer-query", scroll_to=page.get_by_text("Colour by", exact=True))
 
 
 def test_studio_one_epoch_run_draws_its_loss(page, server, screenshots):
@@ -173,21 +198,21 @@ def test_studio_one_epoch_run_draws_its_loss(page, server, screenshots):
     launch_toy(page, epochs=1, sleep=0.02)
     page.get_by_text(re.compile(r"^Done: ")).wait_for(timeout=120_000)
     no_exception(page)
-    assert loss_points(page) == 1  # one epoch -> one point on the loss curve
-    shoot(page, screenshots, "studio-done")
+    assert wait_points(page, 1) == 1  # one epoch -> one point on the loss curve
+    shoot(page, screenshots, "studio-done", scroll_to=page.get_by_text("Watch a run", exact=True))
 
 
 def test_studio_stop_a_long_run_while_its_chart_grows(page, server, screenshots):
     require_page("studio")
     open_page(page, server, "studio")
     launch_toy(page, epochs=300, sleep=0.05)  # ~0.4 s per epoch, two minutes in all
-    page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=120_000)
-    first = loss_points(page)
+    first = wait_points(page, 1, timeout=120)
+    assert first >= 1
     deadline = time.time() + 60
     while loss_points(page) <= first and time.time() < deadline:
         page.wait_for_timeout(500)
     assert loss_points(page) > first, "the live loss chart did not grow"
-    shoot(page, screenshots, "studio-running")
+    shoot(page, screenshots, "studio-running", scroll_to=page.get_by_text("Watch a run", exact=True))
     page.get_by_role("button", name="Stop", exact=True).click()
     page.get_by_text(re.compile(r"^Stopped")).wait_for(timeout=60_000)
     no_exception(page)

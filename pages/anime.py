@@ -1,0 +1,115 @@
+"""Anime recommender page: pick a dataset user or rate a few anime, compare methods, ask a judge.
+
+UI only: everything is computed by :mod:`recsys.pipelines.anime`.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from recsys.eval.llm_judge import judge_recommendations
+from recsys.paths import DataNotFoundError
+from recsys.pipelines import anime as pipeline
+
+st.title("🎬 Anime recommender")
+st.caption(
+    "Two-tower models of the anime paper (MSE on ratings; weighted-average, K-means and GMM retrieval for "
+    "unseen users) beside an implicit two-tower, EASE, item-kNN and popularity. Watched anime are never recommended."
+)
+
+
+@st.cache_resource(show_spinner="Loading the anime models (the first run trains them, a few minutes)…")
+def load_recommender():
+    return pipeline.page_recommender()
+
+
+try:
+    recommender = load_recommender()
+except DataNotFoundError as error:
+    st.error(f"The anime dataset is missing.\n\n{error}")
+    st.stop()
+
+split = recommender.split
+LABELS = pipeline.METHODS
+
+
+def show_recommendations(histories, key: str) -> dict:
+    """Side-by-side columns, one per chosen method; returns {method: (table, fallback)}."""
+    methods = st.multiselect("Methods", list(LABELS), default=pipeline.PAGE_METHODS[:4],
+                             format_func=lambda m: f"{m}: {LABELS[m]}", key=f"{key}-methods")
+    k = st.slider("How many recommendations", 5, 20, 10, key=f"{key}-k")
+    shown = {}
+    if not methods:
+        st.info("Pick at least one method.")
+        return shown
+    for start in range(0, len(methods), 4):
+        columns = st.columns(min(4, len(methods) - start))
+        for column, method in zip(columns, methods[start: start + 4]):
+            table, fallback, latency = pipeline.recommend_table(recommender, method, histories, k)
+            shown[method] = (table, fallback)
+            with column:
+                st.markdown(f"**{method}**  \n<small>{LABELS[method]}</small>", unsafe_allow_html=True)
+                if fallback:
+                    st.markdown(f":orange-badge[fallback] {fallback}")
+                st.dataframe(table[["name", "genre", "score"]], hide_index=True, use_container_width=True)
+                st.caption(f"{latency:.1f} ms")
+    return shown
+
+
+def judge_section(history_table, shown: dict, key: str) -> None:
+    if not shown:
+        return
+    method = st.selectbox("Judge the list of", list(shown), key=f"{key}-judge-method")
+    if st.button("Judge", key=f"{key}-judge"):
+        history = history_table.assign(rating=history_table["rating"].map(lambda r: -1 if r == "watched" else float(r)))
+        recs = shown[method][0].to_dict("records")
+        with st.spinner("Judging…"):
+            result = judge_recommendations(history.to_dict("records"), recs)
+        label = result.judge if result.is_llm else f"⚠️ {result.judge}"
+        st.markdown(f"**Judge:** {label}" + (f" — {result.error}" if result.error else ""))
+        mean = result.mean
+        st.metric("Mean score", "n/a" if mean is None else f"{mean:.1f} / 10")
+        st.dataframe([{"#": s.index, "anime": s.name, "score": s.score, "reason": s.reason} for s in result.scores],
+                     hide_index=True, use_container_width=True)
+
+
+tab_user, tab_new = st.tabs(["Dataset user", "New user"])
+
+with tab_user:
+    kind = st.radio("Users", ["seen (in training)", "unseen (held out)"], horizontal=True, key="user-kind")
+    if kind.startswith("seen"):
+        options = [int(u) for u in split.user_ids]
+    else:
+        options = [int(u) for u in sorted(split.unseen["user_id"].unique())]
+    picked = st.selectbox("User (type to search)", options, index=0, key="user-pick")
+    typed = st.number_input("…or type any user_id", min_value=0, value=0, step=1, key="user-typed")
+    user_id = int(typed) if typed else int(picked)
+    try:
+        histories, table, user_kind = pipeline.dataset_user(recommender, user_id)
+    except KeyError as error:
+        st.error(f"{error.args[0]}. Pick a user from the list, or use the New user tab.")
+    else:
+        st.subheader(f"User {user_id} ({user_kind}): {len(table)} anime watched")
+        if table.empty:
+            st.warning("This user has no history; methods fall back to popularity.")
+        st.dataframe(table[["name", "rating", "genre"]], hide_index=True, use_container_width=True, height=240)
+        shown = show_recommendations(histories, "user")
+        judge_section(table, shown, "user")
+
+with tab_new:
+    st.write("Search anime you have watched, rate them, and the recommendations follow.")
+    query = st.text_input("Search anime", key="new-query")
+    found = pipeline.search_anime(recommender, query, limit=200)
+    names = dict(zip(found["anime_id"], found["name"], strict=True))
+    chosen = st.multiselect("Anime you watched", list(names), format_func=lambda a: names.get(a, str(a)),
+                            key="new-chosen")
+    ratings = {}
+    for anime_id in chosen:
+        ratings[anime_id] = st.slider(names.get(anime_id, str(anime_id)), 1, 10, 8, key=f"new-rate-{anime_id}")
+    if not ratings:
+        st.info("Rate at least one anime to get recommendations (with none, only popularity applies).")
+    else:
+        histories, skipped = recommender.histories_from_ids(list(ratings), list(ratings.values()))
+        table = pipeline.history_table(recommender, split.item_index(list(ratings)), list(ratings.values()))
+        shown = show_recommendations(histories, "new")
+        judge_section(table, shown, "new")

@@ -1,0 +1,108 @@
+"""The Ask page (pages/ask.py) through streamlit's AppTest, over the hand-made fixture service."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+from test_videos_fixtures import FakeEmbedder, make_data
+
+from recsys.pipelines import videos as pipeline
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "ask.py")
+
+
+class FlakyEmbedder(FakeEmbedder):
+    """Fails like a broken backend for texts containing 'boom'; reports an OpenAI fallback."""
+
+    def __init__(self, fallback_reason=None):
+        super().__init__()
+        self.last_fallback_reason = fallback_reason
+
+    def encode(self, texts, progress=False):
+        if any("boom" in t for t in texts):
+            from recsys.embed import EmbeddingBackendError
+
+            raise EmbeddingBackendError("backend unreachable")
+        return super().encode(texts, progress)
+
+
+@pytest.fixture
+def page(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECSYS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(pipeline, "QUICK_TRAIN", dataclasses.replace(pipeline.QUICK_TRAIN, epochs=3, device="cpu"))
+    monkeypatch.setattr(pipeline, "RESULTS_DIR", tmp_path / "results")
+    embedder = FlakyEmbedder()
+    service = pipeline.VideoService(data=make_data(), embedder=embedder)
+    monkeypatch.setattr(pipeline, "make_service", lambda backend="auto", api_key=None: service)
+    st.cache_resource.clear()
+    app = AppTest.from_file(PAGE, default_timeout=120)
+    app.run()
+    app.embedder = embedder
+    yield app
+    st.cache_resource.clear()
+
+
+def _texts(app) -> str:
+    return "\n".join(m.value for m in app.markdown) + "\n".join(c.value for c in app.caption)
+
+
+def test_renders_without_exception(page):
+    assert not page.exception
+    assert page.title[0].value.startswith("🔎 Ask")
+    assert any("Type a question" in i.value for i in page.info)
+    assert len([b for b in page.button if b.key and b.key.startswith("example-")]) == len(pipeline.EXAMPLE_QUERIES)
+
+
+def test_typing_a_query_shows_results_with_latency_and_backend(page):
+    page.text_area(key="ask_query").input("gram schmidt orthonormal").run()
+    assert not page.exception and not page.error
+    text = _texts(page)
+    assert "gram schmidt" in text.lower()  # titles of the qr fixture videos are shown
+    assert "ms end to end" in text and "fake hashing embedder" in text
+    assert any("attention on title" in p.text for p in page.get("progress"))  # DCDT's why
+
+
+def test_compare_models_side_by_side(page):
+    page.radio[0].set_value("Compare models").run()
+    page.text_area(key="ask_query").input("least squares fitting").run()
+    assert not page.exception and not page.error
+    assert {s.value for s in page.subheader} >= {"DCDT", "BM25", "Embedding cosine"}
+
+
+def test_example_button_fills_the_query(page):
+    page.button(key="example-1").click().run()
+    assert page.text_area(key="ask_query").value == pipeline.EXAMPLE_QUERIES[1]
+    assert not page.exception
+
+
+def test_empty_query_shows_a_message(page):
+    page.text_area(key="ask_query").input("    ").run()
+    assert not page.exception
+    assert any("empty" in w.value for w in page.warning)
+
+
+def test_ten_thousand_character_query_is_truncated_with_a_notice(page):
+    page.text_area(key="ask_query").input("eigen spectrum " * 667).run()  # 10,005 characters
+    assert not page.exception and not page.error
+    assert any("characters long" in w.value for w in page.warning)
+    assert "ms end to end" in _texts(page)
+
+
+def test_markup_and_emoji_are_shown_literally(page):
+    page.text_area(key="ask_query").input("<img src=x onerror=alert(1)> **eigen** 🤔").run()
+    assert not page.exception and not page.error
+    assert all("<img" not in m.value for m in page.markdown)
+
+
+def test_backend_failure_and_fallback_are_reported(page):
+    page.embedder.last_fallback_reason = "openai failed: HTTP 500"
+    page.text_area(key="ask_query").input("eigen values").run()
+    assert any("fell back" in w.value or "OpenAI embeddings failed" in w.value for w in page.warning)
+    page.text_area(key="ask_query").input("boom").run()
+    assert not page.exception
+    assert any("backend unreachable" in e.value for e in page.error)

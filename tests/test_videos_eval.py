@@ -1,0 +1,41 @@
+"""The video evaluation protocol: metrics over score matrices, seed aggregation, tables and CSV."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from recsys.eval import videos as ev
+
+
+def test_evaluate_scores_by_hand():
+    # 2 queries, 6 videos. Query 0: relevant {1}; its ranking is 1, 0, 2, ... -> hit@1 = 1, MRR = 1
+    # query 1: relevant {4, 5}; ranking 0, 4, 5, 1, 2, 3 -> first hit at rank 2: MRR 0.5, hit@1 = 0
+    scores = np.array([[5, 6, 4, 3, 2, 1], [6, 1, 0, -1, 5, 4]], dtype=float)
+    out = ev.evaluate_scores(scores, [[1], [4, 5]])
+    assert out["accuracy"] == pytest.approx(0.5)  # (1 + 0) / 2
+    assert out["mrr@10"] == pytest.approx(0.75)  # (1 + 0.5) / 2
+    # P@5: q0 1/5, q1 2/5 -> 0.3; R@5: q0 1/1, q1 2/2 -> 1.0; F1@5 per query: q0 2*.2*1/1.2 = 1/3, q1 2*.4/1.4 = 4/7
+    assert out["precision@5"] == pytest.approx(0.3)
+    assert out["recall@5"] == pytest.approx(1.0)
+    assert out["f1@5"] == pytest.approx((1 / 3 + 4 / 7) / 2)
+    # NDCG@10: q0 = 1; q1 DCG = 1/log2(3) + 1/log2(4) = 0.63093 + 0.5, IDCG = 1 + 0.63093 -> 0.69342
+    assert out["ndcg@10"] == pytest.approx((1 + 1.13093 / 1.63093) / 2, abs=1e-5)
+    with pytest.raises(ValueError):
+        ev.evaluate_scores(scores, [[1]])
+
+
+def test_aggregate_and_tables(tmp_path):
+    runs = [{"mrr@10": 0.5, "accuracy": 0.2}, {"mrr@10": 0.7, "accuracy": 0.4}]
+    agg = ev.aggregate(runs)
+    # mean 0.6; sample std sqrt(((0.1)^2 + (0.1)^2) / 1) = 0.14142
+    assert agg["mrr@10"] == pytest.approx((0.6, 0.141421), abs=1e-6)
+    rows = {"DCDT": agg, "BM25": {"mrr@10": 0.55, "accuracy": 0.3}}
+    text = ev.format_table("Table 2", rows, None)
+    assert "0.600 ± 0.141" in text and "| BM25 |" in text and ev.PAPER_NOTE in text
+    path = ev.write_csv(tmp_path / "t.csv", rows, {"DCDT": {"seeds": 2}})
+    table = list(csv.DictReader(open(path)))
+    assert table[0]["model"] == "DCDT" and float(table[0]["mrr@10_std"]) == pytest.approx(0.141421, abs=1e-6)
+    assert table[1]["mrr@10_std"] == "" and table[0]["seeds"] == "2"

@@ -1,0 +1,192 @@
+"""The video pipeline on the hand-made fixture: features, training, checkpoints, serving, CLI, eval, bench."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_videos_fixtures import FakeEmbedder, make_data
+
+from recsys.pipelines import videos as pipeline
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """Caches, runs and results in tmp; quick training made tiny; nothing shipped is used."""
+    monkeypatch.setenv("RECSYS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(pipeline, "QUICK_TRAIN", dataclasses.replace(pipeline.QUICK_TRAIN, epochs=4, device="cpu"))
+    return tmp_path
+
+
+@pytest.fixture
+def service(isolated):
+    return pipeline.VideoService(data=make_data(), embedder=FakeEmbedder())
+
+
+def test_features_align_with_the_catalogue():
+    data = make_data()
+    f = pipeline.build_features(data, FakeEmbedder())
+    assert f.title.shape == f.desc.shape == f.text.shape == (24, 32)
+    assert f.query_emb.shape == (80, 32) and f.embedder_name == "fake-hash-32"
+    q, rel, texts, rows = f.split("test")
+    assert len(q) == len(rel) == len(texts) == 16
+    # relevant indices point at the right video ids
+    first = rows[0]
+    assert [f.video_ids[i] for i in f.relevant[first]] == data.queries["relevant"][first]
+    assert f.catalog_hash == pipeline.catalog_hash(data.catalog) and len(f.catalog_hash) == 16
+    with pytest.raises(ValueError, match="no queries in split"):
+        f.split("nope")
+
+
+def test_prepare_query():
+    assert pipeline.prepare_query("  eigen   values \n") == ("eigen values", [])
+    text, notices = pipeline.prepare_query("x" * 10_000)
+    assert len(text) == pipeline.MAX_QUERY_CHARS and "10,000 characters" in notices[0]
+    for bad in ["", "   \n\t", None]:
+        with pytest.raises(ValueError):
+            pipeline.prepare_query(bad)
+
+
+def test_checkpoint_roundtrip_and_mismatch(isolated):
+    data = make_data()
+    f = pipeline.build_features(data, FakeEmbedder())
+    train = dataclasses.replace(pipeline.QUICK_TRAIN, epochs=2)
+    model, result = pipeline.train_model("dcdt", f, train)
+    path = pipeline.save_checkpoint(isolated / "c.pt", "dcdt", model, f, train, result)
+    loaded, payload = pipeline.load_checkpoint(path, f, expected_model="dcdt")
+    q = f.split("test")[0]
+    assert np.allclose(pipeline.model_scores(loaded, q), pipeline.model_scores(model.cpu(), q), atol=1e-5)
+    assert payload["embedder"] == "fake-hash-32" and payload["catalog_hash"] == f.catalog_hash
+    # embeddings are not stored: only learned weights
+    assert not any(k.endswith("_emb") for k in payload["state_dict"])
+    other = pipeline.build_features(data, FakeEmbedder(dim=16))
+    with pytest.raises(pipeline.CheckpointMismatch, match="16-d"):
+        pipeline.load_checkpoint(path, other)
+    changed = make_data()
+    changed.catalog.loc[0, "title"] = "something else"
+    with pytest.raises(pipeline.CheckpointMismatch, match="catalogue"):
+        pipeline.load_checkpoint(path, pipeline.build_features(changed, FakeEmbedder()))
+    with pytest.raises(pipeline.CheckpointMismatch, match="holds a dcdt"):
+        pipeline.load_checkpoint(path, f, expected_model="single-tower")
+
+
+def test_service_trains_once_caches_and_recommends(service, isolated):
+    record = service.recommend("eigen spectrum stretch", "dcdt", k=3)
+    assert set(record) == {"query", "model", "results", "latency_ms"}
+    assert record["model"] == "dcdt" and len(record["results"]) == 3 and record["latency_ms"] > 0
+    first = record["results"][0]
+    assert set(first) >= {"video_id", "title", "series", "topics", "score", "level"}
+    scores = [r["score"] for r in record["results"]]
+    assert scores == sorted(scores, reverse=True)
+    assert "trained now" in service.model_source("dcdt")
+    cached = list((isolated / "cache" / "videos" / "checkpoints").glob("dcdt-*.pt"))
+    assert len(cached) == 1
+    # a new service finds the cached checkpoint instead of training again
+    again = pipeline.VideoService(data=make_data(), embedder=FakeEmbedder())
+    assert again.recommend("eigen spectrum stretch", "dcdt", k=3)["results"] == record["results"]
+    assert again.model_source("dcdt").startswith("cached checkpoint")
+
+
+def test_service_compares_models_and_explains(service):
+    out = service.recommend_many("singular decomposition compress", list(pipeline.MODEL_NAMES), k=5, explain=True)
+    assert set(out["results"]) == set(pipeline.MODEL_NAMES)
+    for record in out["results"].values():
+        assert len(record["results"]) == 5
+    # BM25 and embedding cosine put an svd video first for an svd query
+    assert out["results"]["bm25"]["results"][0]["video_id"].startswith("svd")
+    assert out["results"]["embedding"]["results"][0]["video_id"].startswith("svd")
+    attention = [r["attention"] for r in out["results"]["dcdt"]["results"]]
+    assert all(a["title"] + a["description"] == pytest.approx(1.0) for a in attention)
+    assert len(out["neighbours"]) == 3 and out["neighbours"][0]["similarity"] >= out["neighbours"][1]["similarity"]
+    assert out["backend"].startswith("fake hashing") and out["fallback_reason"] is None
+
+
+@pytest.mark.parametrize("query", ["", "    ", "\n\t"])
+def test_service_rejects_empty_queries(service, query):
+    with pytest.raises(ValueError, match="empty"):
+        service.recommend(query, "bm25")
+
+
+def test_service_handles_long_emoji_and_markup(service):
+    out = service.recommend_many("eigen " * 2000, ["bm25", "embedding"], k=3)
+    assert len(out["query"]) <= pipeline.MAX_QUERY_CHARS and out["notices"]
+    weird = service.recommend("<script>alert(1)</script> eigen 🤔 **spectrum**", "embedding", k=3)
+    assert len(weird["results"]) == 3
+    with pytest.raises(ValueError, match="unknown model"):
+        service.recommend("eigen", "nope")
+
+
+def test_active_studio_run_is_served(service, isolated):
+    from recsys.train.runs import RunRegistry
+
+    f = service.bundle().features
+    train = dataclasses.replace(pipeline.QUICK_TRAIN, epochs=1)
+    registry = RunRegistry()
+    run = registry.create("dcdt", train, {})
+    model, result = pipeline.train_model("dcdt", f, train)
+    pipeline.save_checkpoint(run.checkpoint_path, "dcdt", model, f, train, result)
+    run.set_status("done")
+    registry.set_active(run.id)
+    assert service.model_source("dcdt").startswith(f"studio run {run.id}")
+
+
+def main(argv):
+    """``python -m recsys`` restricted to this pipeline's verbs (other domains' pipelines may be mid-change)."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    pipeline.register_cli({v: verbs.add_parser(v).add_subparsers(dest="domain", required=True)
+                           for v in ("evaluate", "recommend", "bench", "reproduce")})
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_recommend_jsonl(service, monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(pipeline, "make_service", lambda backend="auto", api_key=None: service)
+    assert main(["recommend", "videos", "--model", "bm25", "--k", "2", "--query", "gram schmidt"]) == 0
+    record = json.loads(capsys.readouterr().out.strip())
+    assert record["model"] == "bm25" and len(record["results"]) == 2
+    assert record["results"][0]["video_id"].startswith("qr")
+    # a file with a good and an empty line: one error object, exit 0; only empty lines: exit 1
+    queries = tmp_path / "q.txt"
+    queries.write_text("least squares\n   \n")
+    assert main(["recommend", "videos", "--model", "embedding", "--queries-file", str(queries)]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    assert len(lines) == 2 and "results" in lines[0] and "empty" in lines[1]["error"]
+    assert main(["recommend", "videos", "--model", "cf", "--query", "  "]) == 1
+    assert "error" in json.loads(capsys.readouterr().out)
+
+
+def test_evaluate_videos_writes_tables(isolated):
+    data = make_data()
+    f = pipeline.build_features(data, FakeEmbedder())
+    train = dataclasses.replace(pipeline.QUICK_TRAIN, epochs=2, patience=None)
+    report = pipeline.evaluate_videos(f, data, "test", seeds=2, train=train, ablations=False,
+                                      results_dir=isolated / "results")
+    assert set(report["table2"]) == {"DCDT", "Single tower", "BM25", "Collaborative filtering", "Embedding cosine"}
+    mean, std = report["table2"]["DCDT"]["mrr@10"]
+    assert 0 <= mean <= 1 and std >= 0
+    assert (isolated / "results" / "table2_test.csv").exists() and (isolated / "results" / "table3_test.csv").exists()
+    assert "Table 3" in report["text"] and "paper figures not transcribed" in report["text"]
+
+
+def test_bench_reports_percentiles(service):
+    report = pipeline.bench_videos(service, ["dcdt", "embedding", "bm25"], k=5)
+    for row in report["models"].values():
+        assert row["n"] == 16
+        assert 0 < row["scoring"]["p50_ms"] <= row["scoring"]["p99_ms"]
+        assert row["end_to_end"]["p50_ms"] >= row["scoring"]["p50_ms"]
+    assert "| DCDT |" in pipeline.render_bench(report)
+
+
+def test_recipes_are_registered():
+    from recsys.train.recipes import all_recipes
+
+    recipes = all_recipes()
+    assert recipes["dcdt"].domain == "videos" and recipes["single-tower"].full.epochs == 200
+    assert recipes["dcdt"].defaults.batch_size == 16 and recipes["dcdt"].defaults.monitor == "mrr@10"
