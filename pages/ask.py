@@ -105,7 +105,7 @@ def main() -> None:
     columns = st.columns(3)
     for i, example in enumerate(pipeline.EXAMPLE_QUERIES):
         columns[i % 3].button(example, key=f"example-{i}", on_click=_use_example, args=(example,),
-                              use_container_width=True)
+                              width="stretch")
     query = st.text_area("Your question", key=QUERY_KEY, height=80,
                          placeholder="e.g. a visual intuition for eigenvectors before my exam")
     mode = st.radio("Models", ["One model", "Compare models"], horizontal=True)

@@ -144,6 +144,8 @@ def live_and_registry() -> None:
     with left:
         state = status["status"]
         line = f"**{state}** · {run.recipe} · device {status.get('device', '?')} · epoch {len(records)}/{epochs_total}"
+        if state == "running" and status.get("step"):
+            line += f" · step {status['step']}, last batch loss {status.get('batch_loss', float('nan')):.4g}"
         st.markdown(line)
         if state in LIVE:
             st.progress(min(len(records) / max(epochs_total, 1), 1.0))

@@ -121,3 +121,21 @@ def test_real_sample_end_to_end(tmp_path, monkeypatch):
     rmse = {row["predictor"]: row["test_rmse"] for row in pipeline.rmse_rows(recommender)}
     assert rmse["user + item bias"] < rmse["global mean"]
     assert time.perf_counter() - started < 600
+
+
+def test_cli_recommend_jsonl_and_errors(tiny, monkeypatch, capsys, tmp_path):
+    from recsys.cli import main
+
+    monkeypatch.setattr(pipeline, "_cli_recommender", lambda args: tiny)
+    user_id = int(tiny.split.user_ids[1])
+    assert main(["recommend", "anime", "--method", "ease", "--user-id", str(user_id), "--k", "3"]) == 0
+    line = json.loads(capsys.readouterr().out.strip())
+    assert line["user_id"] == user_id and line["method"] == "ease" and len(line["results"]) == 3
+    assert {"fallback", "latency_ms", "skipped_unknown"} <= set(line)
+    assert main(["recommend", "anime", "--user-id", "999999"]) == 2
+    assert "not in the anime dataset" in capsys.readouterr().err
+    assert main(["recommend", "anime"]) == 2  # neither --user-id nor --history-file
+    history = tmp_path / "h.csv"
+    history.write_text("user_id,anime_id,rating\n5,10,8\n6,20,7\n")
+    assert main(["recommend", "anime", "--history-file", str(history), "--method", "gmm"]) == 0
+    assert [json.loads(x)["user_id"] for x in capsys.readouterr().out.splitlines()] == [5, 6]

@@ -92,13 +92,19 @@ def test_nt_xent_with_and_without_hard_negative():
     assert hard_off.item() == pytest.approx(math.log(1 + 2 / math.e), abs=1e-6)
 
 
-def test_main_loss_is_in_batch_softmax_with_duplicate_targets_masked():
-    model = make().eval()  # eval: no dropout, so towers and loss see the same vectors
+@pytest.mark.parametrize("logq", [False, True])
+def test_main_loss_is_in_batch_softmax_with_duplicate_targets_masked(logq):
+    model = make(logq_correction=logq).eval()  # eval: no dropout, so towers and loss see the same vectors
     batch = tiny_batch()
     with torch.no_grad():
         u = model.user_tower(batch)
         v = model.item_tower(batch["item"])
         logits = u @ v.T / model.config.temperature
+        if logq:
+            # item counts over the sequences, +1 each: items 1..6 -> 3, 4, 4, 3, 3, 2; padding 0 -> 1;
+            # total 20, so log q = log(count / 20) and the targets 4, 3, 5, 5 get log(3/20), log(4/20), ...
+            q = torch.tensor([3.0, 4.0, 3.0, 3.0]) / 20
+            logits = logits - q.log().unsqueeze(0)
         # rows 2 and 3 both target item 5: each is the other's false negative, so it is dropped
         logits[2, 3] = logits[3, 2] = float("-inf")
         expected = torch.stack([-torch.log_softmax(logits[i], 0)[i] for i in range(4)]).mean()

@@ -181,6 +181,7 @@ def test_loss_and_gradients_flow():
     assert loss.item() >= 0 and model.W_q.weight.grad is not None
 
 
+@pytest.mark.slow  # 25 epochs x 2 (about 5-15 s on a busy 2-core machine)
 @pytest.mark.parametrize("skip, gain", [(False, 0.1), (True, 0.05)])
 def test_training_raises_validation_mrr_on_a_tiny_synthetic_problem(skip, gain):
     from test_videos_fixtures import FakeEmbedder, make_data

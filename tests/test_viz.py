@@ -199,11 +199,32 @@ def test_anime_meta_adds_label_and_main_genre():
     assert meta.loc[0, "label"] == "Gintama" and meta.loc[0, "main_genre"] == "Action"
 
 
-def test_missing_pipelines_are_reported_unavailable(tmp_path, monkeypatch):
-    monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path))
+def test_untrained_sources_are_reported_unavailable(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("RECSYS_CACHE_DIR", str(tmp_path / "cache"))  # no trained anime bundle here
     keys = [s.key for s in sources.list_sources()]
     assert keys[:2] == ["catalog-text", "dcdt-videos"]
-    with pytest.raises(sources.SourceUnavailable, match="No finished anime two-tower run"):
-        sources.load_source("anime-items")
+    assert {"anime-two-tower", "anime-implicit", "cl-epidtn-items"} <= set(keys)
+    with pytest.raises(sources.SourceUnavailable, match="No finished sequential run"):
+        sources.load_source("cl-epidtn-items")
+    with pytest.raises(sources.SourceUnavailable, match="(not trained yet|not written yet|has no)"):
+        sources.load_source("anime-two-tower")
     with pytest.raises(KeyError):
         sources.load_source("nope")
+
+
+def test_finished_sequential_runs_become_sources(tmp_path, monkeypatch):
+    from recsys.train.loop import TrainConfig
+    from recsys.train.runs import RunRegistry
+
+    monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(sources, "_recipe_domain", lambda recipe: "sequential" if recipe == "fake-seq" else "")
+    registry = RunRegistry(tmp_path / "runs")
+    monkeypatch.setattr("recsys.train.runs.get_recipe", lambda name: None)  # accept the fake recipe name
+    done = registry.create("fake-seq", TrainConfig())
+    done.set_status("done")
+    done.checkpoint_path.write_bytes(b"weights")
+    running = registry.create("fake-seq", TrainConfig())
+    running.set_status("running")
+    keys = [s.key for s in sources.list_sources()]
+    assert f"seq:{done.id}" in keys and f"seq:{running.id}" not in keys and "cl-epidtn-items" not in keys

@@ -82,6 +82,10 @@ Choices made where the paper is silent (each is a knob or a comment below):
   do the same through the item tower (slots: item id, each field, genres, ``a_v``). Both use
   each distinct user/item of the batch once. All three tasks are symmetric NT-Xent (each view
   is an anchor; the other views of other rows are negatives) at ``cl_temperature``.
+* *Popularity*: an in-batch softmax samples negatives in proportion to popularity, so it
+  over-punishes popular items (Yi et al. 2019, "Sampling-bias-corrected neural modeling").
+  ``logq_correction`` subtracts ``log q(item)`` (item frequency in ``dataset.sequences``) from
+  the logits, the standard fix; it is off by default because the paper does not mention it.
 * *Cost knobs*: attention-probability dropout is separate (``attention_dropout``, default 0;
   the residual and feed-forward dropout stay at ``dropout``), and the sequence task runs on at
   most ``seq_cl_max_users`` random distinct users of the batch (128; ``None`` = all), because
@@ -148,6 +152,7 @@ class CLEPIDTNConfig:
     mask_ratio: float = 0.2  # item mask in sequence views; slot mask in attribute/item views
     feature_dropout: float = 0.1  # dropout applied to attribute/item views after masking
     seq_cl_max_users: int | None = 128  # sequence task on at most this many users of a batch (None: all)
+    logq_correction: bool = False  # subtract log(item frequency) from in-batch logits (Yi et al. 2019)
     n_activity_buckets: int = 12  # log2 buckets of sequence length (0 = no history)
     item_category: str = "auto"  # auto | genre | field: which item feature feeds a_v
     use_contrastive: bool = True
@@ -395,6 +400,12 @@ class CLEPIDTN(NeuralRecommender, TwoTowerMixin):
             q, _ = torch.linalg.qr(torch.randn(d, config.aug_dim, generator=g))
             self.register_buffer("mimic_projection", q * math.sqrt(d / config.aug_dim), persistent=False)
 
+        if config.logq_correction:
+            every = [i for seq in dataset.sequences.values() for i in seq]
+            counts = 1.0 + torch.bincount(torch.as_tensor(every, dtype=torch.long), minlength=self.n_items + 1).float()
+            counts = counts[: self.n_items + 1]
+            self.register_buffer("item_log_frequency", (counts / counts.sum()).log(), persistent=False)
+
         # Towers.
         self.n_user_slots = 1 + self.user_fields.n_slots  # user id + fields
         self.n_item_slots = 1 + self.item_fields.n_slots  # item id + fields (+ genres)
@@ -576,7 +587,10 @@ class CLEPIDTN(NeuralRecommender, TwoTowerMixin):
         # Main task: in-batch softmax; another row with the same target is not a negative.
         same_item = items.unsqueeze(0) == items.unsqueeze(1)
         eye = torch.eye(items.shape[0], dtype=torch.bool, device=items.device)
-        parts = {"main": info_nce(u @ v.T, cfg.temperature, same_item & ~eye)}
+        sim = u @ v.T
+        if cfg.logq_correction:  # logits s/t - log q(item): popular items are not over-punished as negatives
+            sim = sim - cfg.temperature * self.item_log_frequency[items].unsqueeze(0)
+        parts = {"main": info_nce(sim, cfg.temperature, same_item & ~eye)}
 
         if cfg.use_contrastive:
             rows = self._first_rows(users)  # each user once

@@ -783,11 +783,12 @@ def _read_queries(args) -> list[str]:
 def _cli_recommend(args) -> int:
     queries = _read_queries(args)
     service = _service_from_args(args)
+    service.bundle(progress=True)  # embeds the catalogue on the first run (cached afterwards)
     failures = 0
     for query in queries:
         try:
             record = service.recommend(query, args.model, args.k)
-        except ValueError as error:
+        except (ValueError, RuntimeError) as error:  # bad input, or the embedding backend failed
             failures += 1
             record = {"query": query if isinstance(query, str) else "", "model": args.model, "error": str(error)}
         if args.format == "jsonl":

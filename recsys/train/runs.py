@@ -190,10 +190,22 @@ class Run:
 
 
 class RecordMetrics(Callback):
-    """Streams each epoch's record into ``metrics.jsonl`` so pages can draw live curves."""
+    """Streams each epoch's record into ``metrics.jsonl`` so pages can draw live curves.
 
-    def __init__(self, run: Run):
+    Within an epoch it also records the step and the last batch loss in the status every
+    ``every`` seconds, so a page shows progress even when one epoch takes minutes.
+    """
+
+    def __init__(self, run: Run, every: float = 2.0):
         self.run = run
+        self.every = every
+        self._last = time.monotonic()
+
+    def on_batch_end(self, state, loss):
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            self._last = now
+            self.run.set_status("running", step=state.step, batch_loss=loss)
 
     def on_epoch_end(self, state, record):
         self.run.append_metrics(record)

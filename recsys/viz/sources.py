@@ -10,19 +10,18 @@ Sources whose pipeline is missing, untrained or without data raise
 :class:`SourceUnavailable` with a message the page shows as is, so a missing
 pipeline never breaks the page.
 
-Pipeline entry points used (looked up by name, so pipelines are wired by defining them):
+Pipeline entry points used (looked up by name; a missing one makes its source unavailable):
 
-* ``recsys.pipelines.videos.video_tower_embeddings(run_id: str | None = None)
-  -> tuple[np.ndarray, pd.DataFrame]``: DCDT video-tower vectors of the catalogue
-  (``meta`` row-aligned with ``load_catalog()``; ``None`` meta means catalogue order);
-  ``query_tower_embeddings(texts: list[str], run_id: str | None = None) -> np.ndarray``
-  for query overlays in that space.
-* ``recsys.pipelines.anime.item_embeddings(run_id: str) -> tuple[np.ndarray, pd.DataFrame]``:
-  item-tower vectors of a trained two-tower run, ``meta`` with ``anime_id, name, genre, type``;
-  ``user_history(user_id: int) -> pd.DataFrame`` (``anime_id, rating``) and
-  ``example_users(n: int = 200) -> list[int]`` for the user overlay (fallback: the raw ratings).
-* ``recsys.pipelines.sequential.item_embeddings(run_id: str) -> tuple[np.ndarray, pd.DataFrame]``:
-  CL-EPIDTN item-tower vectors, ``meta`` with ``item_id, title, genre`` (ml-100k).
+* DCDT video tower: ``recsys.pipelines.videos.video_tower_embeddings(run_id: str | None = None)
+  -> tuple[np.ndarray, pd.DataFrame]`` when defined (with ``query_tower_embeddings(texts, run_id)``
+  for a query overlay), else ``VideoService(backend="local", train_if_missing=False)
+  .bundle().model("dcdt").item_tower()``, the served model's packed item vectors.
+* Anime items: ``recsys.pipelines.anime.page_recommender()`` (only when ``bundle_path(
+  default_settings(quick=True))`` exists), its ``mse`` / ``implicit`` towers' ``item_vectors()``,
+  ``split.items`` for metadata and ``dataset_user(recommender, user_id)`` for the user overlay.
+* Sequential items (CL-EPIDTN, SASRec, ... per finished run): ``recsys.pipelines.sequential.
+  item_embeddings(run_id) -> (vectors, meta)`` when defined, else ``load_dataset``, ``make_split``
+  and ``load_checkpoint(path, dataset, split).item_tower()`` (row 0, padding, dropped).
 """
 
 from __future__ import annotations
@@ -85,14 +84,6 @@ def _import(module: str, needs: str):
         if error.name == module:
             raise SourceUnavailable(f"`{module}` is not written yet; this source needs {needs}.") from None
         raise
-
-
-def _entry(module, names: Sequence[str], needs: str) -> Callable:
-    for name in names:
-        function = getattr(module, name, None)
-        if callable(function):
-            return function
-    raise SourceUnavailable(f"`{module.__name__}` has no `{names[0]}`; this source needs {needs}.")
 
 
 def _call(function: Callable, *args, **kwargs):
@@ -202,7 +193,12 @@ def load_dcdt_videos(run_id: str | None = None) -> SourceData:
     needs = ("`recsys.pipelines.videos.video_tower_embeddings(run_id: str | None = None)"
              " -> tuple[np.ndarray, pd.DataFrame]`")
     module = _import("recsys.pipelines.videos", needs)
-    function = _entry(module, ["video_tower_embeddings", "video_embeddings", "item_embeddings"], needs)
+    function = next((getattr(module, n) for n in ("video_tower_embeddings", "video_embeddings")
+                     if callable(getattr(module, n, None))), None)
+    if function is None and hasattr(module, "VideoService"):
+        return _dcdt_from_service(module)
+    if function is None:
+        raise SourceUnavailable(f"`recsys.pipelines.videos` has no `video_tower_embeddings`; this source needs {needs}.")
     if run_id is None:
         active = _registry().active_run("dcdt")
         run_id = active.id if active else None
@@ -220,6 +216,26 @@ def load_dcdt_videos(run_id: str | None = None) -> SourceData:
                       note=f"DCDT video-tower outputs ({'run ' + run_id if run_id else 'default model'})")
 
 
+def _dcdt_from_service(module) -> SourceData:
+    """The served DCDT model's item tower (``VideoService(...).bundle().model("dcdt").item_tower()``).
+
+    The packed item vector (``t', d', W_t t', W_d d'``, prior, ...) is what serving scores
+    against the query tower; the query tower's packing differs, so queries are not
+    placed in this space (no query overlay).
+    """
+    import torch
+
+    service = module.VideoService(backend="local", train_if_missing=False)
+    try:
+        model = service.bundle().model("dcdt")
+    except FileNotFoundError as error:
+        raise SourceUnavailable(f"No DCDT checkpoint yet: {error}") from None
+    with torch.no_grad():
+        vectors = model.item_tower().detach().cpu().numpy()
+    return SourceData(vectors, catalog_meta(service.data.catalog),
+                      note=f"DCDT video-tower outputs ({service.model_source('dcdt')}), {vectors.shape[1]}-d packed")
+
+
 def anime_meta(meta: pd.DataFrame) -> pd.DataFrame:
     meta = meta.copy()
     if "label" not in meta:
@@ -227,37 +243,6 @@ def anime_meta(meta: pd.DataFrame) -> pd.DataFrame:
     if "genre" in meta and "main_genre" not in meta:
         meta["main_genre"] = meta["genre"].map(_first_genre)
     return meta
-
-
-def _anime_users(module) -> tuple[Callable[[], Sequence[int]], Callable[[int], pd.DataFrame]]:
-    """User list and history functions: the pipeline's, else read from the raw ratings."""
-    history = getattr(module, "user_history", None)
-    examples = getattr(module, "example_users", None)
-    cache: dict[str, pd.DataFrame] = {}
-
-    def ratings() -> pd.DataFrame:
-        if "r" not in cache:
-            from recsys.data.anime import load_anime
-
-            cache["r"] = load_anime()[1]
-        return cache["r"]
-
-    def users() -> Sequence[int]:
-        if callable(examples):
-            return list(examples(200))
-        frame = ratings()
-        counts = frame["user_id"].value_counts()
-        pool = counts[(counts >= 20) & (counts <= 300)].index.to_numpy()
-        rng = np.random.default_rng(0)
-        return sorted(int(u) for u in rng.choice(pool, size=min(200, len(pool)), replace=False))
-
-    def items(user_id: int) -> pd.DataFrame:
-        if callable(history):
-            return history(user_id)
-        frame = ratings()
-        return frame.loc[frame["user_id"] == user_id, ["anime_id", "rating"]]
-
-    return users, items
 
 
 def rows_for_history(meta: pd.DataFrame, history: pd.DataFrame, id_column: str = "anime_id") -> pd.DataFrame:
@@ -277,31 +262,78 @@ def rows_for_history(meta: pd.DataFrame, history: pd.DataFrame, id_column: str =
     return frame.astype({"row": int})
 
 
-def load_anime_items(run_id: str) -> SourceData:
-    needs = "`recsys.pipelines.anime.item_embeddings(run_id: str) -> tuple[np.ndarray, pd.DataFrame]`"
+def load_anime_tower(kind: str) -> SourceData:
+    """Item vectors of the served anime two-tower model (``kind``: ``mse`` or ``implicit``).
+
+    Uses the bundle the Anime page serves (``page_recommender()``, studio runs applied);
+    it is only loaded when already trained, because training it takes minutes.
+    """
+    needs = "`recsys.pipelines.anime.page_recommender()` and a trained bundle"
     module = _import("recsys.pipelines.anime", needs)
-    function = _entry(module, ["item_embeddings", "item_tower_embeddings"], needs)
-    vectors, meta = _unpack(_call(function, run_id), needs)
-    meta = anime_meta(meta if meta is not None else pd.DataFrame(index=range(len(vectors))))
-    users, history = _anime_users(module)
-    return SourceData(
-        vectors, meta, user_ids=users,
-        user_items=lambda user_id: rows_for_history(meta, history(user_id)),
-        note=f"item-tower vectors of two-tower run {run_id}",
-    )
+    for name in ("default_settings", "bundle_path", "page_recommender", "dataset_user"):
+        if not callable(getattr(module, name, None)):
+            raise SourceUnavailable(f"`recsys.pipelines.anime` has no `{name}`; this source needs {needs}.")
+    if not module.bundle_path(module.default_settings(quick=True)).exists():
+        raise SourceUnavailable("The anime models are not trained yet: open the Anime page once (it trains them, "
+                                "a few minutes) or run `python -m recsys evaluate anime`.")
+    recommender = module.page_recommender()
+    tower = getattr(recommender, kind)
+    vectors = np.asarray(tower.item_vectors(), dtype=np.float32)
+    columns = [c for c in ("anime_id", "name", "genre", "type", "members") if c in recommender.split.items]
+    meta = anime_meta(recommender.split.items[columns].reset_index(drop=True))
+    user_ids = np.asarray(recommender.split.user_ids)
+
+    def users() -> list[int]:
+        rng = np.random.default_rng(0)
+        return sorted(int(u) for u in rng.choice(user_ids, size=min(200, len(user_ids)), replace=False))
+
+    def user_items(user_id: int) -> pd.DataFrame:
+        _, table, _ = module.dataset_user(recommender, int(user_id))
+        history = pd.DataFrame({"anime_id": table["anime_id"].to_numpy(),
+                                "rating": pd.to_numeric(table["rating"], errors="coerce").fillna(-1).to_numpy()})
+        return rows_for_history(meta, history)
+
+    label = {"mse": "two-tower (ratings, MSE)", "implicit": "implicit two-tower"}.get(kind, kind)
+    served = recommender.train_info.get(f"{kind}_run")
+    return SourceData(vectors, meta, user_ids=users, user_items=user_items,
+                      note=f"{len(vectors):,} anime, item tower of the served {label} model"
+                           + (f" (studio run {served})" if served else ""))
 
 
-def load_sequential_items(run_id: str) -> SourceData:
-    needs = "`recsys.pipelines.sequential.item_embeddings(run_id: str) -> tuple[np.ndarray, pd.DataFrame]`"
+def load_sequential_run(run_id: str) -> SourceData:
+    """Item-tower vectors of a finished sequential run (CL-EPIDTN, SASRec, ...), rebuilt from its checkpoint."""
+    import torch
+
+    needs = "`recsys.pipelines.sequential.load_checkpoint(path, dataset, split)`"
     module = _import("recsys.pipelines.sequential", needs)
-    function = _entry(module, ["item_embeddings", "item_tower_embeddings"], needs)
-    vectors, meta = _unpack(_call(function, run_id), needs)
-    meta = meta if meta is not None else pd.DataFrame(index=range(len(vectors)))
-    if "label" not in meta:
-        meta = meta.assign(label=meta["title"].astype(str) if "title" in meta else [f"item {i}" for i in range(len(meta))])
-    if "genre" in meta and "main_genre" not in meta:
-        meta = meta.assign(main_genre=meta["genre"].map(_first_genre))
-    return SourceData(vectors, meta, note=f"CL-EPIDTN item tower of run {run_id}")
+    function = getattr(module, "item_embeddings", None)
+    if callable(function):
+        vectors, meta = _unpack(function(run_id), needs)
+        meta = meta if meta is not None else pd.DataFrame(index=range(len(vectors)))
+        return SourceData(vectors, meta, note=f"item tower of run {run_id}")
+    for name in ("load_dataset", "make_split", "load_checkpoint"):
+        if not callable(getattr(module, name, None)):
+            raise SourceUnavailable(f"`recsys.pipelines.sequential` has no `{name}`; this source needs {needs}.")
+    run = _registry().get(run_id)
+    options = {**getattr(module, "RECIPE_OPTIONS", {}), **run.config.get("options", {})}
+    dataset = module.load_dataset(options.get("dataset", "ml-100k"), options.get("anime_max_users"))
+    split = module.make_split(dataset, options.get("split", "loo"))
+    model = module.load_checkpoint(run.checkpoint_path, dataset, split)
+    if not hasattr(model, "item_tower"):
+        raise SourceUnavailable(f"{run.recipe} has no item tower to show")
+    with torch.no_grad():
+        vectors = model.item_tower().detach().cpu().numpy()[1:]  # row 0 is padding
+    names = list(getattr(dataset, "item_names", []))[1:]
+    meta = pd.DataFrame({"label": names if len(names) == len(vectors) else [f"item {i + 1}" for i in range(len(vectors))],
+                         "item_id": np.arange(1, len(vectors) + 1)})
+    table = getattr(dataset, "item_features", None)
+    if table is not None and getattr(table, "values", None) is not None:
+        values = np.asarray(table.values)[1:]
+        for f, field_name in enumerate(table.names):
+            if len(values) == len(vectors):
+                meta[field_name] = values[:, f]
+    return SourceData(vectors, meta, note=f"{len(vectors):,} {dataset.name} items, item tower of {run.recipe} "
+                                          f"run {run_id}")
 
 
 def _unavailable(message: str) -> Callable[[], SourceData]:
@@ -329,24 +361,23 @@ def list_sources() -> list[Source]:
         Source("dcdt-videos", "Video catalogue: DCDT video tower",
                "The trained DCDT video tower's output for each video (active dcdt run).", load_dcdt_videos),
     ]
-    anime_runs = finished_runs(lambda r: "two-tower" in r or (_recipe_domain(r) == "anime"))
-    for run_id, recipe in anime_runs:
-        sources.append(Source(f"anime-items:{run_id}", f"Anime items: {recipe} ({run_id})",
-                              "Item-tower vectors of this trained two-tower run.",
-                              lambda run_id=run_id: load_anime_items(run_id)))
-    if not anime_runs:
-        sources.append(Source("anime-items", "Anime items: two-tower item tower",
-                              "Item-tower vectors of a trained two-tower run.",
-                              _unavailable("No finished anime two-tower run yet: train one (e.g. `anime-two-tower`) "
-                                           "in the Training studio, then come back.")))
-    seq_runs = finished_runs(lambda r: r.startswith("cl-epidtn"))
+    sources += [
+        Source("anime-two-tower", "Anime items: two-tower (ratings)",
+               "Item-tower vectors of the served two-tower rating model (the paper's MSE model).",
+               lambda: load_anime_tower("mse")),
+        Source("anime-implicit", "Anime items: implicit two-tower",
+               "Item-tower vectors of the served implicit-feedback two-tower model.",
+               lambda: load_anime_tower("implicit")),
+    ]
+    seq_runs = finished_runs(lambda r: _recipe_domain(r) == "sequential")
     for run_id, recipe in seq_runs:
-        sources.append(Source(f"cl-epidtn-items:{run_id}", f"ml-100k items: {recipe} ({run_id})",
-                              "CL-EPIDTN item-tower vectors.", lambda run_id=run_id: load_sequential_items(run_id)))
+        sources.append(Source(f"seq:{run_id}", f"Sequential items: {recipe} ({run_id})",
+                              "Item-tower vectors of this finished run.", lambda run_id=run_id: load_sequential_run(run_id)))
     if not seq_runs:
-        sources.append(Source("cl-epidtn-items", "ml-100k items: CL-EPIDTN item tower",
-                              "CL-EPIDTN item-tower vectors of a trained run.",
-                              _unavailable("No finished `cl-epidtn` run yet: train one in the Training studio.")))
+        sources.append(Source("cl-epidtn-items", "Sequential items: CL-EPIDTN item tower",
+                              "Item-tower vectors of a finished sequential run (CL-EPIDTN, SASRec, ...).",
+                              _unavailable("No finished sequential run yet: train `cl-epidtn` (or another "
+                                           "sequential model) in the Training studio, then come back.")))
     return sources
 
 

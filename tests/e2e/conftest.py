@@ -31,6 +31,11 @@ SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
 STARTUP_TIMEOUT = 120
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "e2e: browser test against a real Streamlit server (headless Chromium)")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds; still runs in CI")
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if "tests/e2e/" in str(item.fspath).replace(os.sep, "/"):
