@@ -113,7 +113,6 @@ st.subheader("Retrain one model quickly")
 st.caption("Launches a background run (recorded in the run registry, visible in the Training studio): "
            "a couple of epochs on each user's most recent training examples, then the test metrics.")
 
-from recsys.train.loop import TrainConfig  # noqa: E402
 from recsys.train.recipes import all_recipes  # noqa: E402
 from recsys.train.runs import RunRegistry  # noqa: E402
 

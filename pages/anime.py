@@ -51,7 +51,7 @@ def show_recommendations(histories, key: str) -> dict:
                 st.markdown(f"**{method}**  \n<small>{LABELS[method]}</small>", unsafe_allow_html=True)
                 if fallback:
                     st.markdown(f":orange-badge[fallback] {fallback}")
-                st.dataframe(table[["name", "genre", "score"]], hide_index=True, use_container_width=True)
+                st.dataframe(table[["name", "genre", "score"]], hide_index=True)
                 st.caption(f"{latency:.1f} ms")
     return shown
 
@@ -70,7 +70,7 @@ def judge_section(history_table, shown: dict, key: str) -> None:
         mean = result.mean
         st.metric("Mean score", "n/a" if mean is None else f"{mean:.1f} / 10")
         st.dataframe([{"#": s.index, "anime": s.name, "score": s.score, "reason": s.reason} for s in result.scores],
-                     hide_index=True, use_container_width=True)
+                     hide_index=True)
 
 
 tab_user, tab_new = st.tabs(["Dataset user", "New user"])
@@ -92,7 +92,7 @@ with tab_user:
         st.subheader(f"User {user_id} ({user_kind}): {len(table)} anime watched")
         if table.empty:
             st.warning("This user has no history; methods fall back to popularity.")
-        st.dataframe(table[["name", "rating", "genre"]], hide_index=True, use_container_width=True, height=240)
+        st.dataframe(table[["name", "rating", "genre"]], hide_index=True, height=240)
         shown = show_recommendations(histories, "user")
         judge_section(table, shown, "user")
 

@@ -139,3 +139,21 @@ def test_cli_recommend_jsonl_and_errors(tiny, monkeypatch, capsys, tmp_path):
     history.write_text("user_id,anime_id,rating\n5,10,8\n6,20,7\n")
     assert main(["recommend", "anime", "--history-file", str(history), "--method", "gmm"]) == 0
     assert [json.loads(x)["user_id"] for x in capsys.readouterr().out.splitlines()] == [5, 6]
+
+
+def test_cost_study_and_rmse_rows(tiny):
+    cost = pipeline.cost_study(tiny, ks=(2, 4), n_users=10)
+    assert cost["clusters"].tolist() == [2, 4]
+    assert (cost["ms_full_scan"] > 0).all() and (cost["ms_nearest_cluster"] > 0).all()
+    # fewer items per cluster as k grows; the all-anime RMSE does not depend on k
+    assert cost["mean_cluster_size"].iloc[0] > cost["mean_cluster_size"].iloc[1]
+    assert cost["rmse_all_anime"].nunique() == 1
+    rows = pipeline.rmse_rows(tiny)
+    assert [r["predictor"].split(" (")[0] for r in rows] == ["global mean", "user + item bias", "two-tower MSE"]
+    assert all(r["test_rmse"] > 0 for r in rows)
+
+
+def test_popularity_diagnosis(tiny):
+    table = pipeline.popularity_diagnosis(tiny, methods=["popular-count", "weighted"])
+    assert table["list"].tolist()[1:] == ["popular-count", "weighted"]
+    assert table["share_in_top500"].between(0, 1).all()  # 40 items: every item is in the top 500

@@ -60,3 +60,18 @@ def test_page_with_results_shows_tables_and_significance(env):
     # changing the plotted metric reruns cleanly
     at.selectbox(key="metric-ml-100k").set_value("ndcg@10").run()
     assert not at.exception
+
+
+def test_retrain_button_creates_and_launches_a_run(env, tmp_path, monkeypatch):
+    from recsys.train.runs import RunRegistry
+
+    launched = []
+    monkeypatch.setattr(RunRegistry, "launch", lambda self, run: launched.append(run.id) or 0)
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.selectbox[-3].set_value("sasrec")
+    at.button[0].click().run()
+    assert not at.exception
+    assert len(launched) == 1 and "sasrec" in launched[0]
+    run = RunRegistry(tmp_path / "runs").get(launched[0])
+    assert run.config["options"]["dataset"] == "ml-100k" and run.config["train"]["epochs"] == 1
+    assert any(launched[0] in md.value for md in at.markdown)

@@ -235,3 +235,19 @@ def test_launched_run_stops_on_request_and_killed_worker_is_detected(registry):
     assert "exited without reporting" in status["error"]
     with pytest.raises(RuntimeError):
         registry.set_active(doomed.id)
+
+
+def test_record_metrics_streams_epochs_and_batch_progress(registry):
+    from types import SimpleNamespace
+
+    from recsys.train.runs import RecordMetrics
+
+    run = registry.create("toy-linear", toy_config(epochs=4))
+    callback = RecordMetrics(run, every=0.0)
+    state = SimpleNamespace(step=7, epoch=2, config=toy_config(epochs=4))
+    callback.on_batch_end(state, 0.25)
+    assert run.status()["status"] == "running" and run.status()["step"] == 7
+    assert run.status()["batch_loss"] == 0.25
+    callback.on_epoch_end(state, {"epoch": 2, "train_loss": 0.3})
+    assert run.metrics() == [{"epoch": 2, "train_loss": 0.3}]
+    assert run.status()["epoch"] == 2 and run.status()["epochs"] == 4

@@ -228,3 +228,38 @@ def test_finished_sequential_runs_become_sources(tmp_path, monkeypatch):
     running.set_status("running")
     keys = [s.key for s in sources.list_sources()]
     assert f"seq:{done.id}" in keys and f"seq:{running.id}" not in keys and "cl-epidtn-items" not in keys
+
+
+def test_sequential_run_source_rebuilds_the_item_tower(tmp_path, monkeypatch):
+    """The glue over ``recsys.pipelines.sequential`` with a stand-in pipeline module."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from recsys.train.loop import TrainConfig
+    from recsys.train.runs import RunRegistry
+
+    monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr("recsys.train.runs.get_recipe", lambda name: None)
+    run = RunRegistry(tmp_path / "runs").create("fake-seq", TrainConfig(), {"dataset": "ml-100k"})
+    run.set_status("done")
+    run.checkpoint_path.write_bytes(b"weights")
+    table = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # row 0 = padding
+    dataset = SimpleNamespace(name="ml-100k", item_names=["<pad>", "Toy Story", "Heat"],
+                              item_features=SimpleNamespace(names=["year"], values=torch.tensor([[0], [3], [5]])))
+    seen = {}
+
+    def load_dataset(name, max_users=None):
+        seen["dataset"] = name
+        return dataset
+
+    fake = SimpleNamespace(
+        load_dataset=load_dataset, make_split=lambda d, kind: ("split", kind),
+        load_checkpoint=lambda path, d, split: SimpleNamespace(item_tower=lambda: table),
+        RECIPE_OPTIONS={"dataset": "anime", "split": "loo"},
+    )
+    monkeypatch.setattr(sources, "_import", lambda module, needs: fake)
+    data = sources.load_sequential_run(run.id)
+    assert seen["dataset"] == "ml-100k"  # the run's own option beats the recipe default
+    np.testing.assert_array_equal(data.vectors, [[1, 0], [0, 1]])
+    assert data.meta["label"].tolist() == ["Toy Story", "Heat"] and data.meta["year"].tolist() == [3, 5]

@@ -18,7 +18,6 @@ over seeds (sample std, ``ddof=1``). Deterministic baselines have one value.
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -90,7 +89,7 @@ def _cell(value) -> str:
         return "–"
     if isinstance(value, tuple):
         mean, std = value
-        return f"{mean:.3f} ± {std:.3f}" if std or math.isnan(std) else f"{mean:.3f}"
+        return f"{mean:.3f} ± {std:.3f}"
     return f"{value:.3f}"
 
 

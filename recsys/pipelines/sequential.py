@@ -494,7 +494,8 @@ def write_readme(out_dir: Path, settings: ReproduceSettings, command: str, wall:
         f"- command: `{command}`",
         f"- git commit: {_git_commit() or 'absent (no commit yet)'}",
         f"- date (UTC): {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}",
-        f"- wall time: {wall:.0f} s on {torch.get_num_threads()} CPU thread(s), python {sys.version.split()[0]}, torch {torch.__version__}",
+        f"- wall time: {wall:.0f} s on {torch.get_num_threads()} CPU thread(s) of {os.cpu_count()} cores "
+        f"(1-minute load average at the end: {os.getloadavg()[0]:.1f}), python {sys.version.split()[0]}, torch {torch.__version__}",
         f"- settings: {describe_settings(settings)}", "",
         f"**Protocol.** {PROTOCOL}{PROTOCOL_NO_TIME}", "",
         "Per dataset: `<dataset>.md` (all tables), `<dataset>_runs.csv` (one row per model and seed), "

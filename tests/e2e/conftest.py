@@ -1,8 +1,8 @@
 """Browser-test fixtures: one Streamlit server and one headless Chromium for the session.
 
 The server runs ``streamlit run app.py`` on a free port with ``RECSYS_RUNS_DIR`` and
-``RECSYS_CACHE_DIR`` in a temporary folder (set ``RECSYS_E2E_KEEP_CACHE=1`` to reuse the
-project's cache and skip recomputing embeddings), and the test-only ``toy-linear``
+``RECSYS_CACHE_DIR`` in a temporary folder (the costly run-independent cache folders are
+linked to the project's cache; ``RECSYS_E2E_KEEP_CACHE=1`` uses the project's cache as is), and the test-only ``toy-linear``
 recipe registered (``RECSYS_EXTRA_RECIPES=tests.toy_recipe``) so training tests are fast.
 Chromium is Debian's ``/usr/bin/chromium`` driven by Playwright (never ``playwright install``).
 Screenshots go to ``test-artifacts/screenshots/``.
@@ -29,6 +29,7 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
 STARTUP_TIMEOUT = 120
+SHARED_CACHE = ("anime", "embeddings", "videos")
 
 
 def pytest_configure(config):
@@ -81,6 +82,13 @@ def server(e2e_dirs) -> str:
     }
     if os.environ.get("RECSYS_E2E_KEEP_CACHE") != "1":
         env["RECSYS_CACHE_DIR"] = str(e2e_dirs["cache"])
+        # Share the expensive, run-independent artefacts (parsed anime data and the trained
+        # anime bundle, text embeddings, video checkpoints) with the project's cache, so a
+        # test session builds each at most once; everything else (projections...) stays private.
+        project_cache = Path(os.environ.get("RECSYS_CACHE_DIR", PROJECT_ROOT / ".cache" / "recsys"))
+        for name in SHARED_CACHE:
+            (project_cache / name).mkdir(parents=True, exist_ok=True)
+            (e2e_dirs["cache"] / name).symlink_to(project_cache / name, target_is_directory=True)
     command = [
         sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
