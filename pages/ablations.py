@@ -121,10 +121,11 @@ if not recipes:
     st.info("No sequential recipes are registered.")
 else:
     c1, c2, c3 = st.columns(3)
-    model_name = c1.selectbox("Model", list(recipes), format_func=lambda n: MODELS[n].display if n in MODELS else n)
-    dataset = c2.selectbox("Dataset", ["ml-100k", "anime"])
+    model_name = c1.selectbox("Model", list(recipes), format_func=lambda n: MODELS[n].display if n in MODELS else n,
+                              key="ablations_model")
+    dataset = c2.selectbox("Dataset", ["ml-100k", "anime"], key="ablations_dataset")
     epochs = c3.number_input("Epochs", min_value=1, max_value=20, value=1)
-    if st.button("Train", type="primary"):
+    if st.button("Train", type="primary", key="ablations_train"):
         recipe = recipes[model_name]
         registry = RunRegistry()
         run = registry.create(model_name, recipe.config(epochs=int(epochs)), {"dataset": dataset})

@@ -205,8 +205,8 @@ if data.user_ids is not None:
 color_options = ["cluster", *colorable_columns(meta.drop(columns=["cluster"]))]
 left, right = st.columns([3, 1])
 with left:
-    color_by = st.selectbox("Colour by", color_options, key="explorer_color",
-                            index=color_options.index("topic") if "topic" in color_options else 0)
+    preferred = next((c for c in ("topic", "main_genre", "genre", "series") if c in color_options), "cluster")
+    color_by = st.selectbox("Colour by", color_options, key="explorer_color", index=color_options.index(preferred))
     fig = scatter_figure(coords, meta, color_by, highlight, overlays,
                          title=f"{METHOD_NAMES[shown_method]} of {len(rows):,} points")
     st.plotly_chart(fig, key="explorer_map")

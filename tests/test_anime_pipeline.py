@@ -110,17 +110,21 @@ def test_real_sample_end_to_end(tmp_path, monkeypatch):
     except DataNotFoundError as error:
         pytest.skip(f"anime data not available: {error}")
     started = time.perf_counter()
-    split = split_anime(catalogue, ratings, seed=0)
-    assert split.summary()["unseen_users"] == 500 and split.n_items > 5000
-    settings = pipeline.AnimeSettings(mse_epochs=1, implicit_epochs=1, implicit_batch=8192, elbow_grid=None,
-                                      cluster_k=50, ease_max_items=1500, knn_neighbours=50)
+    full_split = split_anime(catalogue, ratings, seed=0)  # the paper's split on the whole sample
+    assert full_split.summary()["unseen_users"] == 500 and full_split.n_items > 5000
+    # models on the first 800 users only, to keep the test well under a minute
+    subset = ratings[ratings["user_id"].isin(np.sort(ratings["user_id"].unique())[:800])]
+    split = split_anime(catalogue, subset, n_unseen=80, seed=0)
+    settings = pipeline.AnimeSettings(mse_epochs=2, implicit_epochs=1, elbow_grid=(10, 40), n_unseen=80,
+                                      ease_max_items=1000, knn_neighbours=50)
     recommender = pipeline.build(split, settings)
-    records = pipeline.evaluate_bundle(recommender, 0, seen_users=300)
+    records = pipeline.evaluate_bundle(recommender, 0, seen_users=200)
     frame = pd.DataFrame(records).set_index(["protocol", "method"])
     assert frame.loc[("unseen", "popular-count"), "precision@10"] > 0.05  # popular anime do get watched
     rmse = {row["predictor"]: row["test_rmse"] for row in pipeline.rmse_rows(recommender)}
     assert rmse["user + item bias"] < rmse["global mean"]
-    assert time.perf_counter() - started < 600
+    assert frame.loc[("unseen", "ease"), "precision@10"] > frame.loc[("unseen", "weighted"), "precision@10"]
+    assert time.perf_counter() - started < 300  # about 40 s on an idle 2-core machine
 
 
 def test_cli_recommend_jsonl_and_errors(tiny, monkeypatch, capsys, tmp_path):

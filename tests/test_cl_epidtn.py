@@ -133,6 +133,20 @@ def test_shapes_padding_column_and_normalisation():
     assert torch.isfinite(u[2]).all()  # user 3 has an empty history
 
 
+def test_item_subset_matches_full_table_and_checkpoint_round_trip():
+    model = make().eval()
+    with torch.no_grad():
+        full = model.item_tower()
+        subset = model.item_tower(torch.tensor([5, 2]))
+        scores = model.full_sort_predict(tiny_batch())
+    assert torch.allclose(subset, full[[5, 2]], atol=1e-6)  # what a faiss index built once would hold
+    torch.manual_seed(123)  # a differently initialised copy, then the saved weights
+    copy = CLEPIDTN(variant("cl-epidtn", **SMALL), tiny_dataset())
+    copy.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.equal(copy.eval().full_sort_predict(tiny_batch()), scores)
+
+
 def test_eval_mode_is_deterministic():
     model = make().eval()
     with torch.no_grad():

@@ -68,8 +68,8 @@ def test_retrain_button_creates_and_launches_a_run(env, tmp_path, monkeypatch):
     launched = []
     monkeypatch.setattr(RunRegistry, "launch", lambda self, run: launched.append(run.id) or 0)
     at = AppTest.from_file(PAGE, default_timeout=60).run()
-    at.selectbox[-3].set_value("sasrec")
-    at.button[0].click().run()
+    at.selectbox(key="ablations_model").set_value("sasrec")
+    at.button(key="ablations_train").click().run()
     assert not at.exception
     assert len(launched) == 1 and "sasrec" in launched[0]
     run = RunRegistry(tmp_path / "runs").get(launched[0])

@@ -7,7 +7,6 @@ overlay all have answers known in advance.
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pandas as pd

@@ -250,4 +250,4 @@ def test_record_metrics_streams_epochs_and_batch_progress(registry):
     assert run.status()["batch_loss"] == 0.25
     callback.on_epoch_end(state, {"epoch": 2, "train_loss": 0.3})
     assert run.metrics() == [{"epoch": 2, "train_loss": 0.3}]
-    assert run.status()["epoch"] == 2 and run.status()["epochs"] == 4
+    assert run.status()["epoch"] == 2 and run.status()["epochs"] == 4 and run.status()["step"] == 7

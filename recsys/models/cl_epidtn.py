@@ -38,7 +38,8 @@ the towers, each of which this module can switch off for the ablations:
 Matching is cosine (both towers are L2-normalised) and the main loss is an in-batch softmax
 (InfoNCE with temperature ``temperature``): the batch's target items are the negatives, and a
 duplicate of a row's own target elsewhere in the batch is masked out (it is a false negative,
-not a negative). Total loss::
+not a negative); the logits are popularity-corrected by default (``logq_correction``, below).
+Total loss::
 
     main + lambda_cl * (seq_cl + attr_cl + item_cl) + mimic_weight * mimic
 
@@ -85,7 +86,9 @@ Choices made where the paper is silent (each is a knob or a comment below):
 * *Popularity*: an in-batch softmax samples negatives in proportion to popularity, so it
   over-punishes popular items (Yi et al. 2019, "Sampling-bias-corrected neural modeling").
   ``logq_correction`` subtracts ``log q(item)`` (item frequency in ``dataset.sequences``) from
-  the logits, the standard fix; it is off by default because the paper does not mention it.
+  the logits, the standard fix. The paper does not mention it, but it is **on** by default:
+  on ml-100k (leave-one-out, d=64, 2 layers, 3 short epochs) it moved validation HR@10 from
+  0.052 to 0.143 (popularity: 0.074); set it False for the plain in-batch softmax.
 * *Cost knobs*: attention-probability dropout is separate (``attention_dropout``, default 0;
   the residual and feed-forward dropout stay at ``dropout``), and the sequence task runs on at
   most ``seq_cl_max_users`` random distinct users of the batch (128; ``None`` = all), because
@@ -96,10 +99,13 @@ the sequence task: two views and the sub-sequence), each truncated to the longes
 it holds. Batches larger than the paper's (512-1024 rather than the usual 128-256) help CPU
 training: per-step overhead (the token table, the item tower, the optimizer step over every
 embedding row) is paid once per batch, the matrix products get larger and more efficient, and
-the in-batch softmax gets more negatives. ``n_layers`` / ``embedding_dim`` are the paper's
-5 / 128 by default; that size costs seconds *per batch* on a 2-core CPU, so quick CPU runs
-should shrink it (e.g. ``embedding_dim=64, n_layers=2``) and/or draw fewer training rows per
-epoch.
+the in-batch softmax gets more negatives. ``n_layers`` / ``embedding_dim`` default to the
+paper-scale 5 / 128, which costs seconds *per batch* on a CPU. Measured on ml-100k-sized random
+data (943 users, 1,682 items, ~98.5k rows = every prefix of every history, batch 512, one
+thread, CPU seconds): 6.7 s per batch, ~21 min per epoch (EPIDTN 3.9 s, CL-DSSM 0.3 s);
+``QUICK_CPU_OVERRIDES`` (d=64, 2 layers) 1.2 s per batch, ~4 min per epoch. An epoch of one
+random row per user (943 rows, 2 batches) takes ~13 s at paper scale and ~2 s quick, so quick
+CPU runs should shrink the model and/or draw a few rows per user per epoch.
 
 Batch keys (see :mod:`recsys.data.sequential`): ``user``, ``item_seq`` (right-aligned, 0-padded),
 ``item_seq_len`` and, for training and :meth:`CLEPIDTN.predict`, ``item``.
@@ -152,7 +158,7 @@ class CLEPIDTNConfig:
     mask_ratio: float = 0.2  # item mask in sequence views; slot mask in attribute/item views
     feature_dropout: float = 0.1  # dropout applied to attribute/item views after masking
     seq_cl_max_users: int | None = 128  # sequence task on at most this many users of a batch (None: all)
-    logq_correction: bool = False  # subtract log(item frequency) from in-batch logits (Yi et al. 2019)
+    logq_correction: bool = True  # subtract log(item frequency) from in-batch logits (Yi et al. 2019)
     n_activity_buckets: int = 12  # log2 buckets of sequence length (0 = no history)
     item_category: str = "auto"  # auto | genre | field: which item feature feeds a_v
     use_contrastive: bool = True

@@ -689,8 +689,17 @@ def uncached_embedder(embedder):
 
 
 def bench_videos(service: VideoService, models: Sequence[str] = MODEL_NAMES, k: int = 10, split: str = "test",
-                 repeats: int = 1, progress: bool = False) -> dict[str, Any]:
-    """p50/p99 latency of one query: end to end (embed + score + top-k) and scoring + top-k alone, warm."""
+                 repeats: int = 1, progress: bool = False, threads: int | None = 1) -> dict[str, Any]:
+    """p50/p99 latency of one query: end to end (embed + score + top-k) and scoring + top-k alone, warm.
+
+    ``threads``: torch CPU threads while timing (1 by default: one query is far too
+    small to gain from intra-op parallelism, and a shared machine punishes spinning threads).
+    """
+    with cpu_threads(threads):
+        return _bench(service, models, k, split, repeats, progress)
+
+
+def _bench(service, models, k, split, repeats, progress) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     bundle = service.bundle(progress=progress)
@@ -839,7 +848,7 @@ def _cli_recommend(args) -> int:
 def _cli_bench(args) -> int:
     service = _service_from_args(args)
     models = args.models.split(",") if args.models else list(MODEL_NAMES)
-    report = bench_videos(service, models, args.k, args.split, args.repeats, progress=True)
+    report = bench_videos(service, models, args.k, args.split, args.repeats, progress=True, threads=args.threads)
     text = render_bench(report)
     print(text)
     if args.out:
@@ -879,5 +888,6 @@ def register_cli(verbs: dict[str, argparse._SubParsersAction]) -> None:
     bench.add_argument("--split", default="test")
     bench.add_argument("--repeats", type=int, default=3, help="passes over the queries")
     bench.add_argument("--backend", default="local", help=backend_help)
+    bench.add_argument("--threads", type=int, default=1, help="torch CPU threads while timing (default 1)")
     bench.add_argument("--out", help="also write the table (Markdown) and a .json next to it")
     bench.set_defaults(func=_cli_bench)

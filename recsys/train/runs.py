@@ -209,7 +209,7 @@ class RecordMetrics(Callback):
 
     def on_epoch_end(self, state, record):
         self.run.append_metrics(record)
-        self.run.set_status("running", epoch=state.epoch, epochs=state.config.epochs)
+        self.run.set_status("running", epoch=state.epoch, epochs=state.config.epochs, step=state.step)
 
 
 class RunRegistry:

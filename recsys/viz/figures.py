@@ -6,6 +6,7 @@ and the CLI or a notebook can draw the same pictures.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -137,12 +138,15 @@ def curves_figure(
 ) -> go.Figure:
     """One line per run of ``metric`` against epoch (the studio's live and comparison charts)."""
     fig = go.Figure()
+    last_epoch = 1
     for name, records in histories.items():
         points = [(r["epoch"], r[metric]) for r in records if metric in r and r.get(metric) is not None]
         if not points:
             continue
         x, y = zip(*points)
+        last_epoch = max(last_epoch, max(x))
         fig.add_trace(go.Scatter(x=list(x), y=list(y), mode="lines+markers", name=name))
+    fig.update_xaxes(dtick=max(1, math.ceil(last_epoch / 10)), tickformat="d")  # whole epochs only
     fig.update_layout(
         height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10}, template="plotly_white",
         title=title or metric, xaxis_title="epoch", yaxis_title=metric, legend={"font": {"size": 10}},

@@ -61,14 +61,15 @@ def no_exception(page) -> None:
 
 
 #: screenshots good enough for the README; copied to docs/screenshots/ when RECSYS_E2E_UPDATE_DOCS=1
-DOC_SHOTS = {"home", "ask-results", "anime-recommendations", "explorer-query", "studio-running", "ablations"}
+DOC_SHOTS = {"home", "ask-results", "anime-recommendations", "explorer-query", "explorer-anime-user",
+             "studio-running", "ablations"}
 DOC_LIMIT = 300_000  # bytes
 
 
 def shoot(page, screenshots, name: str, scroll_to=None) -> None:
     """Save a viewport PNG (after scrolling ``scroll_to`` into view); optionally copy it for the docs."""
     if scroll_to is not None:
-        scroll_to.scroll_into_view_if_needed()
+        scroll_to.first.evaluate("element => element.scrollIntoView({block: 'start'})")
         page.wait_for_timeout(800)  # let plotly finish drawing
     path = screenshots / f"{name}.png"
     page.screenshot(path=str(path))
@@ -175,7 +176,7 @@ def test_anime_user_gets_recommendations(page, server, screenshots):
     # the user's history table plus one recommendation table per method
     assert page.locator('[data-testid="stDataFrame"]').count() >= 2
     assert page.get_by_text(re.compile(r"^\d+(\.\d+)? ms$")).count() >= 1  # each method's latency caption
-    shoot(page, screenshots, "anime-recommendations")
+    shoot(page, screenshots, "anime-recommendations", scroll_to=page.get_by_text("Methods", exact=True))
 
 
 def test_explorer_query_overlay(page, server, screenshots):
@@ -189,6 +190,24 @@ def test_explorer_query_overlay(page, server, screenshots):
     no_exception(page)
     assert page.locator('[data-testid="stPlotlyChart"]').count() >= 2  # map + elbow
     shoot(page, screenshots, "explorer-query", scroll_to=page.get_by_text("Colour by", exact=True))
+
+
+def test_explorer_anime_user_overlay(page, server, screenshots):
+    require_page("explorer")
+    open_page(page, server, "explorer")
+    choose(page, "Embedding source", "Anime items: two-tower (ratings)")
+    main = page.locator('[data-testid="stMain"]')
+    if "Not available" in main.inner_text():
+        pytest.skip("the anime two-tower models are not trained in this cache: " + main.inner_text()[:200])
+    picker = page.locator('[data-testid="stSelectbox"]').filter(
+        has=page.get_by_text("Show a user's watched items", exact=True)).first
+    picker.wait_for(timeout=SLOW)
+    picker.click()
+    page.get_by_role("option").nth(1).click()  # option 0 is "(none)"
+    page.get_by_text(re.compile(r"rated/watched items known to the model")).wait_for(timeout=SLOW)
+    wait_idle(page)
+    no_exception(page)
+    shoot(page, screenshots, "explorer-anime-user", scroll_to=page.get_by_text("Colour by", exact=True))
 
 
 def test_studio_one_epoch_run_draws_its_loss(page, server, screenshots):
