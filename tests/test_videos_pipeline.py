@@ -68,8 +68,12 @@ def test_checkpoint_roundtrip_and_mismatch(isolated):
         pipeline.load_checkpoint(path, other)
     changed = make_data()
     changed.catalog.loc[0, "title"] = "something else"
+    changed_features = pipeline.build_features(changed, FakeEmbedder())
     with pytest.raises(pipeline.CheckpointMismatch, match="catalogue"):
-        pipeline.load_checkpoint(path, pipeline.build_features(changed, FakeEmbedder()))
+        pipeline.load_checkpoint(path, changed_features, strict_catalog=True)
+    # not strict (serving): the weights read only embeddings, so they still apply, flagged
+    _, payload = pipeline.load_checkpoint(path, changed_features)
+    assert payload["catalog_matches"] is False
     with pytest.raises(pipeline.CheckpointMismatch, match="holds a dcdt"):
         pipeline.load_checkpoint(path, f, expected_model="single-tower")
 

@@ -51,7 +51,7 @@ def test_projection_rejects_bad_input():
 
 def test_tsne_separates_blobs_and_places_new_points_by_neighbours():
     x = two_blobs()
-    p = projections.fit_projection(x, "tsne", perplexity=10)
+    p = projections.fit_projection(x, "tsne", perplexity=10, max_iter=300)
     assert p.coords.shape == (80, 2) and not p.can_transform
     centre_a, centre_b = p.coords[:40].mean(0), p.coords[40:].mean(0)
     placed = p.transform(x[:1] + 0.01)[0]

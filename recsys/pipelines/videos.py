@@ -306,8 +306,15 @@ def save_checkpoint(path: Path, name: str, model, features: Features, train: Tra
     return Path(path)
 
 
-def load_checkpoint(path: Path, features: Features, expected_model: str | None = None):
-    """Rebuild the model of a checkpoint for ``features``; :class:`CheckpointMismatch` if it does not fit them."""
+def load_checkpoint(path: Path, features: Features, expected_model: str | None = None, strict_catalog: bool = False):
+    """Rebuild the model of a checkpoint for ``features``; :class:`CheckpointMismatch` if it does not fit them.
+
+    Another embedder (or dimension) is always a mismatch: the weights map one embedding
+    space. Another catalogue version is not, unless ``strict_catalog``: the towers read
+    only embeddings, never video ids, so weights learned on an earlier catalogue score
+    new or edited videos too (the content model's answer to cold start); the payload's
+    ``catalog_matches`` says which case it is.
+    """
     payload = torch.load(Path(path), map_location="cpu", weights_only=True)
     if payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointMismatch(f"{path} is not a video-recommender checkpoint")
@@ -317,8 +324,12 @@ def load_checkpoint(path: Path, features: Features, expected_model: str | None =
         raise CheckpointMismatch(
             f"{path} was trained on {payload['embedder']} ({payload['embed_dim']}-d) embeddings, "
             f"not {features.embedder_name} ({features.dim}-d)")
-    if payload["catalog_hash"] != features.catalog_hash:
-        raise CheckpointMismatch(f"{path} was trained on another version of the video catalogue")
+    payload["catalog_matches"] = payload["catalog_hash"] == features.catalog_hash
+    if not payload["catalog_matches"]:
+        if strict_catalog:
+            raise CheckpointMismatch(f"{path} was trained on another version of the video catalogue")
+        log.info("%s was trained on another version of the catalogue (%s); its weights still apply",
+                 path, payload["catalog_hash"])
     model = make_model(payload["model"], features.dim, payload["config"])
     model.load_state_dict(payload["state_dict"])
     model.set_items(torch.from_numpy(features.title), torch.from_numpy(features.desc))
@@ -351,8 +362,9 @@ def load_trained(name: str, features: Features, train_if_missing: bool = True,
         if not path.exists():
             continue
         try:
-            model, _ = load_checkpoint(path, features, expected_model=name)
-            return model, f"{source} ({path.name})"
+            model, payload = load_checkpoint(path, features, expected_model=name)
+            note = "" if payload["catalog_matches"] else ", trained on an earlier catalogue version"
+            return model, f"{source} ({path.name}{note})"
         except CheckpointMismatch as error:
             log.info("skipping %s: %s", source, error)
         except Exception as error:  # a corrupt file: say so and go on
@@ -606,7 +618,10 @@ def evaluate_videos(features: Features, data: VideoData, split: str = "test", se
     extra: dict[str, dict] = {}
     for name in ("bm25", "cf", "embedding"):
         table2[DISPLAY_NAMES[name]] = video_eval.evaluate_scores(bundle.scores(name, q_eval, texts), rel_eval)
-    variants = ABLATIONS if ablations else ABLATIONS[:2]
+    if ablations == "only":  # the DCDT variants alone (the single tower is the slow one)
+        variants = [ABLATIONS[0], *ABLATIONS[2:]]
+    else:
+        variants = ABLATIONS if ablations else ABLATIONS[:2]
     per_variant: dict[str, list[dict]] = {label: [] for label, _, _ in variants}
     timings: dict[str, list[float]] = {label: [] for label, _, _ in variants}
     epochs: dict[str, list[int]] = {label: [] for label, _, _ in variants}
@@ -641,7 +656,9 @@ def evaluate_videos(features: Features, data: VideoData, split: str = "test", se
     for label, runs in aggregated.items():
         extra[label] = {"train_seconds_mean": f"{np.mean(timings[label]):.2f}",
                         "best_epoch_mean": f"{np.mean(epochs[label]):.1f}", "seeds": seeds}
-    table2 = {"DCDT": aggregated[variants[0][0]], "Single tower": aggregated[variants[1][0]], **table2}
+    single = [label for label, name, _ in variants if name == "single-tower"]
+    table2 = {"DCDT": aggregated[variants[0][0]], **({"Single tower": aggregated[single[0]]} if single else {}),
+              **table2}
     table3 = {label: aggregated[label] for label, _, _ in variants}
     info = {"split": split, "n_queries": len(q_eval), "n_videos": features.n_videos, "seeds": seeds,
             "embedder": features.embedder_name, "train": dataclasses.asdict(train), "device": device}
@@ -736,11 +753,11 @@ def render_bench(report: dict[str, Any]) -> str:
              f"{report['torch_threads']} torch threads, warm.",
              "",
              "| Model | end-to-end p50 (ms) | end-to-end p99 (ms) | scoring+top-k p50 (ms) | scoring+top-k p99 (ms) "
-             f"| < {claim:g} ms (paper's claim, end to end p99) |",
+             f"| end to end < {claim:g} ms (paper's claim): p50 / p99 |",
              "|---|---|---|---|---|---|"]
     for name, row in report["models"].items():
         e, s = row["end_to_end"], row["scoring"]
-        ok = "yes" if e["p99_ms"] < claim else "no"
+        ok = f"{'yes' if e['p50_ms'] < claim else 'no'} / {'yes' if e['p99_ms'] < claim else 'no'}"
         lines.append(f"| {DISPLAY_NAMES.get(name, name)} | {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | "
                      f"{s['p50_ms']:.3f} | {s['p99_ms']:.3f} | {ok} |")
     return "\n".join(lines)
@@ -805,7 +822,8 @@ def _cli_evaluate(args) -> int:
     embedder = get_embedder(args.backend)
     features = build_features_retrying(data, embedder, progress=True)
     train = dataclasses.replace(QUICK_TRAIN if args.quick else FULL_TRAIN, device=args.device)
-    report = evaluate_videos(features, data, args.split, args.seeds, train, ablations=args.ablations,
+    ablations = "only" if args.ablations_only else args.ablations
+    report = evaluate_videos(features, data, args.split, args.seeds, train, ablations=ablations,
                              progress=True, results_dir=Path(args.out) if args.out else RESULTS_DIR, jobs=args.jobs)
     print(report["text"])
     print(f"\nCSV written under {args.out or RESULTS_DIR}", file=sys.stderr)
@@ -868,6 +886,8 @@ def register_cli(verbs: dict[str, argparse._SubParsersAction]) -> None:
     ev.add_argument("--quick", action="store_true", help="quick training settings instead of the paper's")
     ev.add_argument("--ablations", action="store_true",
                     help="Table 3 also with DCDT without cosine skip, with random negatives, with InfoNCE")
+    ev.add_argument("--ablations-only", action="store_true",
+                    help="the DCDT ablation variants without the (slow) single tower; use with --out")
     ev.add_argument("--jobs", type=int, default=1, help="train this many runs at once (worker processes)")
     ev.add_argument("--out", help=f"folder for the CSV/Markdown tables (default {RESULTS_DIR.relative_to(PROJECT_ROOT)})")
     ev.set_defaults(func=_cli_evaluate)

@@ -38,7 +38,7 @@ METHODS = ("pca", "umap", "tsne")
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "pca": {},
     "umap": {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine"},
-    "tsne": {"perplexity": 30.0, "metric": "cosine"},
+    "tsne": {"perplexity": 30.0, "metric": "cosine", "max_iter": 1000},
 }
 
 
@@ -136,7 +136,8 @@ def fit_projection(vectors: np.ndarray, method: str = "pca", seed: int = 0, **pa
 
         perplexity = float(min(merged["perplexity"], max(1.0, (x.shape[0] - 1) / 3)))
         init = "pca" if merged["metric"] == "euclidean" else "random"
-        model = TSNE(n_components=2, perplexity=perplexity, metric=merged["metric"], init=init, random_state=seed)
+        model = TSNE(n_components=2, perplexity=perplexity, metric=merged["metric"], init=init, random_state=seed,
+                     max_iter=int(merged["max_iter"]))
         coords = model.fit_transform(x)
         projection = Projection("tsne", np.asarray(coords, dtype=np.float32), merged, None, fit_vectors=x)
     projection.seconds = time.perf_counter() - started
