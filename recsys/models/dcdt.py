@@ -40,6 +40,11 @@ cosine of the same embeddings; with the skip the model starts from the pre-train
 similarity and learns a correction. Table 3 reports DCDT without it (the paper's
 fusion as written). Both cosines are still one matrix product per query.
 
+Initialisation (``tied_init=True``): the title and description towers and keys start
+as copies of the query side, and the fusion as ``q'.v`` (plus the cosines), so the
+untrained model already ranks by a similarity of the frozen embeddings
+(:meth:`DCDT._tie_initial_weights`).
+
 Why a *linear* fusion and not an MLP: it keeps serving pre-computable, which is the
 whole point of a dual tower (the MLP-over-concatenation variant is the paper's
 single-tower ablation, :mod:`recsys.models.single_tower`). Expanding the fusion::

@@ -35,7 +35,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import shutil
 import sys
 import threading
@@ -461,7 +460,15 @@ class VideoService:
     """
 
     def __init__(self, data: VideoData | None = None, embedder=None, backend: str = "auto",
-                 api_key: str | None = None, train_if_missing: bool = True):
+                 api_key: str | None = None, train_if_missing: bool = True, serving_threads: int | None = 1):
+        if serving_threads is not None and torch.get_num_threads() != serving_threads:
+            # One query is a few [1, 64] x [64, n] products: far below where intra-op
+            # threads pay. With 2 threads on a busy 2-core machine we measured DCDT's
+            # scoring at a 0.3 ms median but 155-210 ms p99 (threads spinning for a core);
+            # with 1 thread 0.33 ms median. torch's thread count is per process, so this
+            # applies to the whole app process (MiniLM then encodes a query in ~10-20 ms).
+            log.info("torch CPU threads %d -> %d for serving", torch.get_num_threads(), serving_threads)
+            torch.set_num_threads(serving_threads)
         if embedder is None:
             from recsys.embed import get_embedder
 
@@ -618,8 +625,8 @@ def evaluate_videos(features: Features, data: VideoData, split: str = "test", se
     extra: dict[str, dict] = {}
     for name in ("bm25", "cf", "embedding"):
         table2[DISPLAY_NAMES[name]] = video_eval.evaluate_scores(bundle.scores(name, q_eval, texts), rel_eval)
-    if ablations == "only":  # the DCDT variants alone (the single tower is the slow one)
-        variants = [ABLATIONS[0], *ABLATIONS[2:]]
+    if ablations == "only":  # the DCDT variants alone (DCDT and the single tower are in the main run)
+        variants = ABLATIONS[2:]
     else:
         variants = ABLATIONS if ablations else ABLATIONS[:2]
     per_variant: dict[str, list[dict]] = {label: [] for label, _, _ in variants}
@@ -656,9 +663,9 @@ def evaluate_videos(features: Features, data: VideoData, split: str = "test", se
     for label, runs in aggregated.items():
         extra[label] = {"train_seconds_mean": f"{np.mean(timings[label]):.2f}",
                         "best_epoch_mean": f"{np.mean(epochs[label]):.1f}", "seeds": seeds}
-    single = [label for label, name, _ in variants if name == "single-tower"]
-    table2 = {"DCDT": aggregated[variants[0][0]], **({"Single tower": aggregated[single[0]]} if single else {}),
-              **table2}
+    main_rows = {"DCDT": [label for label, name, options in variants if name == "dcdt" and not options],
+                 "Single tower": [label for label, name, _ in variants if name == "single-tower"]}
+    table2 = {**{row: aggregated[labels[0]] for row, labels in main_rows.items() if labels}, **table2}
     table3 = {label: aggregated[label] for label, _, _ in variants}
     info = {"split": split, "n_queries": len(q_eval), "n_videos": features.n_videos, "seeds": seeds,
             "embedder": features.embedder_name, "train": dataclasses.asdict(train), "device": device}
