@@ -130,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
             if error.name != name:
                 raise
             continue
-        module.register_cli(domain_parsers)
+        register = getattr(module, "register_cli", None)
+        if register is not None:  # a pipeline may offer recipes without CLI verbs
+            register(domain_parsers)
     return parser
 
 

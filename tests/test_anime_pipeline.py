@@ -161,3 +161,28 @@ def test_popularity_diagnosis(tiny):
     table = pipeline.popularity_diagnosis(tiny, methods=["popular-count", "weighted"])
     assert table["list"].tolist()[1:] == ["popular-count", "weighted"]
     assert table["share_in_top500"].between(0, 1).all()  # 40 items: every item is in the top 500
+
+
+def test_active_studio_run_is_served(tiny, tmp_path, monkeypatch):
+    import copy
+
+    import torch
+
+    from recsys.train.loop import TrainConfig
+    from recsys.train.runs import RunRegistry, atomic_torch_save
+
+    monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path / "runs"))
+    registry = RunRegistry()
+    run = registry.create("anime-two-tower", TrainConfig(epochs=1))
+    state = {k: torch.zeros_like(v) for k, v in tiny.mse.state_dict().items()}
+    state["item_embedding.weight"][:, 0] = 1.0
+    atomic_torch_save({"state_dict": state, "seed": tiny.settings.seed, "n_items": tiny.split.n_items},
+                      run.checkpoint_path)
+    run.set_status("done")
+    registry.set_active(run.id)
+    served = pipeline.apply_active_runs(copy.deepcopy(tiny))
+    assert served.train_info["mse_run"] == run.id
+    assert np.all(served.mse.item_vectors()[:, 0] == 1.0)
+    # a checkpoint of another split is ignored
+    atomic_torch_save({"state_dict": state, "seed": 99, "n_items": tiny.split.n_items}, run.checkpoint_path)
+    assert "mse_run" not in pipeline.apply_active_runs(copy.deepcopy(tiny)).train_info

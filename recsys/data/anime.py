@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import html
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -305,10 +304,6 @@ def interaction_matrix(frame: pd.DataFrame, n_rows: int, n_items: int, row: str 
     if binary:
         matrix.data[:] = 1.0
     return matrix
-
-
-def split_summary_json(split: AnimeSplit) -> str:
-    return json.dumps(split.summary())
 
 
 def synthetic_anime(n_users: int = 80, n_items: int = 40, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
