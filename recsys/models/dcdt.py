@@ -200,7 +200,31 @@ class HardNegativeMiner(Callback):
         self.mine(model)
 
 
-class DCDT(NeuralRecommender):
+class QueryVideoScorer(NeuralRecommender):
+    """What DCDT and the single tower share: pair scoring and the contrastive training step.
+
+    Subclasses provide ``joint_score(query, title, description) -> [N]`` and the
+    ``title_emb`` / ``desc_emb`` buffers; ``config`` carries ``loss``, ``margin`` and
+    ``temperature``.
+    """
+
+    def predict(self, batch: Batch) -> torch.Tensor:
+        items = batch["item"]
+        return self.joint_score(batch["query"], self.title_emb[items], self.desc_emb[items])
+
+    def calculate_loss(self, batch: Batch) -> torch.Tensor:
+        q, pos, neg = batch["query"], batch["item"], batch["neg"]
+        B, K = neg.shape
+        # one pass over [B positives; B*K negatives] (fewer, larger ops than two passes)
+        items = torch.cat([pos, neg.reshape(-1)])
+        scores = self.joint_score(torch.cat([q, q.repeat_interleave(K, dim=0)]), self.title_emb[items],
+                                  self.desc_emb[items])
+        s_pos, s_neg = scores[:B], scores[B:].view(B, K)
+        c = self.config
+        return contrastive_loss(s_pos, s_neg, c.loss, c.margin, c.temperature)
+
+
+class DCDT(QueryVideoScorer):
     """Dual tower with cross-modal (title/description) attention; see the module docstring.
 
     The catalogue's frozen title and description embeddings are attached with
@@ -370,20 +394,6 @@ class DCDT(NeuralRecommender):
     def full_sort_predict(self, batch: Batch) -> torch.Tensor:
         return self.score_towers(self.user_tower(batch), self.item_tower())
 
-    def predict(self, batch: Batch) -> torch.Tensor:
-        items = batch["item"]
-        return self.joint_score(batch["query"], self.title_emb[items], self.desc_emb[items])
-
-    def calculate_loss(self, batch: Batch) -> torch.Tensor:
-        q, pos, neg = batch["query"], batch["item"], batch["neg"]
-        B, K = neg.shape
-        # one pass over [B positives; B*K negatives] (fewer, larger ops than two passes)
-        items = torch.cat([pos, neg.reshape(-1)])
-        scores = self.joint_score(torch.cat([q, q.repeat_interleave(K, dim=0)]), self.title_emb[items],
-                                  self.desc_emb[items])
-        s_pos, s_neg = scores[:B], scores[B:].view(B, K)
-        c = self.config
-        return contrastive_loss(s_pos, s_neg, c.loss, c.margin, c.temperature)
 
     def explain(self, query_vec: torch.Tensor) -> torch.Tensor:
         """Attention on title vs description for one query: ``[n_videos, 2]`` = ``(alpha_t, alpha_d)``."""

@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from recsys.models.base import Batch, NeuralRecommender
-from recsys.models.dcdt import contrastive_loss
+from recsys.models.base import Batch
+from recsys.models.dcdt import QueryVideoScorer
 
 __all__ = ["SingleTower", "SingleTowerConfig"]
 
@@ -49,7 +49,7 @@ class SingleTowerConfig:
         return asdict(self)
 
 
-class SingleTower(NeuralRecommender):
+class SingleTower(QueryVideoScorer):
     """Joint MLP scorer; batch keys as for :class:`recsys.models.dcdt.DCDT`."""
 
     display_name = "Single tower"
@@ -104,17 +104,3 @@ class SingleTower(NeuralRecommender):
             out.append(self.mlp[2:](hidden).squeeze(-1))
         return torch.cat(out) if out else q.new_zeros(0, self.n_items)
 
-    def predict(self, batch: Batch) -> torch.Tensor:
-        items = batch["item"]
-        return self.joint_score(batch["query"], self.title_emb[items], self.desc_emb[items])
-
-    def calculate_loss(self, batch: Batch) -> torch.Tensor:
-        q, pos, neg = batch["query"], batch["item"], batch["neg"]
-        B, K = neg.shape
-        # one pass over [B positives; B*K negatives] (fewer, larger ops than two passes)
-        items = torch.cat([pos, neg.reshape(-1)])
-        scores = self.joint_score(torch.cat([q, q.repeat_interleave(K, dim=0)]), self.title_emb[items],
-                                  self.desc_emb[items])
-        s_pos, s_neg = scores[:B], scores[B:].view(B, K)
-        c = self.config
-        return contrastive_loss(s_pos, s_neg, c.loss, c.margin, c.temperature)

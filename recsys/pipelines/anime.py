@@ -19,7 +19,6 @@ and the page train once.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -46,7 +45,7 @@ from recsys.models.two_tower import BiasBaseline, TwoTowerConfig, TwoTowerRating
 from recsys.paths import cache_dir
 from recsys.retrieval.clusters import ClusterIndex, elbow_curve
 from recsys.retrieval.index import ItemIndex, weighted_average_vectors
-from recsys.train.loop import Callback, TrainConfig, fit
+from recsys.train.loop import Callback, TrainConfig, cpu_threads, fit
 
 log = logging.getLogger(__name__)
 
@@ -253,21 +252,9 @@ def _topk(scores: np.ndarray, k: int, exclude: list[np.ndarray]) -> tuple[np.nda
 # =================================================================================================
 # training
 # =================================================================================================
-@contextlib.contextmanager
-def torch_threads(n: int | None = None):
-    """Run a block with ``n`` torch threads (``RECSYS_ANIME_THREADS``, default 1), then restore.
-
-    These models are tiny (32-factor embeddings, batches of small matrix products): on a
-    shared 2-core machine a second OpenMP thread spends its time spinning at barriers,
-    and one thread measured 4x faster per step than two.
-    """
-    n = n or int(os.environ.get("RECSYS_ANIME_THREADS", "1"))
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+def torch_threads():
+    """One torch thread for these tiny models unless ``RECSYS_ANIME_THREADS`` says otherwise."""
+    return cpu_threads(int(os.environ.get("RECSYS_ANIME_THREADS", "1")))
 
 
 def mse_train_config(settings: AnimeSettings, epochs: int | None = None) -> TrainConfig:

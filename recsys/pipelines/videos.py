@@ -30,7 +30,6 @@ This module never imports streamlit; ``pages/ask.py`` is UI only.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -49,7 +48,7 @@ import torch
 
 from recsys.eval import videos as video_eval
 from recsys.paths import ASSETS_DIR, PROJECT_ROOT, cache_dir
-from recsys.train.loop import Callback, TrainConfig, TrainResult, batch_indices, fit, seed_everything
+from recsys.train.loop import Callback, TrainConfig, TrainResult, batch_indices, cpu_threads, fit, seed_everything
 from recsys.train.recipes import Recipe, RecipeContext, register
 
 log = logging.getLogger(__name__)
@@ -255,25 +254,6 @@ def train_model(
     with cpu_threads(1 if str(train.device) in ("cpu", "auto") and not torch.cuda.is_available() else None):
         result = fit(model, batches, train, evaluate=evaluate, callbacks=[miner, *callbacks])
     return model, result
-
-
-@contextlib.contextmanager
-def cpu_threads(n: int | None):
-    """Train these small models with one CPU thread (``n=None``: leave torch's setting).
-
-    Why: each step multiplies matrices of a few thousand entries, far below where
-    intra-op parallelism pays; on a shared 2-core machine two torch threads spin-wait
-    on each other and we measured training 15-30x *slower* than with one.
-    """
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # ---------------------------------------------------------------- checkpoints

@@ -17,6 +17,7 @@ button, early stopping) is a :class:`Callback`, so the loop itself stays small.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -160,6 +161,25 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int | None):
+    """Run a block with ``n`` torch CPU threads, then restore (``n=None``: leave torch's setting).
+
+    Why: the project's models are small (batches of products of a few thousand entries),
+    far below where intra-op parallelism pays; on a loaded 2-core machine a second
+    OpenMP thread spins at barriers, and one thread measured 4-30x faster per step.
+    """
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
