@@ -1,6 +1,6 @@
 """recsys-studio: the Streamlit entry point.
 
-Run with ``streamlit run app.py``. Each page lives in ``pages/`` and is UI only; the
+Run with ``streamlit run app.py``. Each page lives in ``app_pages/`` and is UI only; the
 modelling is in the ``recsys`` package.
 """
 
@@ -10,7 +10,7 @@ import streamlit as st
 
 st.set_page_config(page_title="recsys-studio", page_icon="🎯", layout="wide")
 
-PAGES_DIR = Path(__file__).parent / "pages"
+PAGES_DIR = Path(__file__).parent / "app_pages"
 PAGES = [
     ("home.py", "Home", "🏠"),
     ("ask.py", "Ask (linear algebra)", "🔎"),

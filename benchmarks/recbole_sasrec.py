@@ -87,8 +87,12 @@ def run_recbole(args) -> dict:
             "stopping_step": 10, "seed": args.seed, "device": "cpu", "use_gpu": False, "reproducibility": True,
             "log_wandb": False, "state": "WARNING",
         }
-        started = time.perf_counter()
-        result = recbole_main(model="SASRec", dataset="ml-100k", config_dict=config)
+        started, cwd = time.perf_counter(), os.getcwd()
+        os.chdir(tmp)  # RecBole writes log/ and log_tensorboard/ into the working directory
+        try:
+            result = recbole_main(model="SASRec", dataset="ml-100k", config_dict=config)
+        finally:
+            os.chdir(cwd)
         seconds = time.perf_counter() - started
     test = {k.lower(): float(v) for k, v in result["test_result"].items()}
     return {"side": "recbole", "hit@10": test.get("hit@10"), "hit@50": test.get("hit@50"), "ndcg@10": test.get("ndcg@10"),
@@ -124,7 +128,7 @@ def write_report(ours: dict | None, recbole: dict | None, error: str | None, arg
     settings = ", ".join(f"{k}={getattr(args, k)}" for k in (*DEFAULTS, "epochs"))
     lines = [
         "# Peer check: RecBole SASRec vs recsys SASRec on ml-100k", "",
-        f"Command: `python benchmarks/recbole_sasrec.py --recbole-python {args.recbole_python} --epochs {args.epochs}`  ",
+        f"Command: `python benchmarks/recbole_sasrec.py --recbole-python {args.recbole_python} --epochs {args.epochs} --max-seq-len {args.max_seq_len}`  ",
         f"Date (UTC): {time.strftime('%Y-%m-%d %H:%M', time.gmtime())}; settings: {settings}.", "",
         "Split: per-user chronological leave-one-out (RecBole `eval_args: {split: {LS: valid_and_test}, order: TO, mode: full}`), "
         "identical held-out items on both sides (RecBole reads a temporary copy whose timestamps are ranks in our "
@@ -154,7 +158,10 @@ def write_report(ours: dict | None, recbole: dict | None, error: str | None, arg
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--side", choices=["both", "recbole", "ours"], default="both")
+    parser.add_argument("--side", choices=["both", "recbole", "ours", "report"], default="both",
+                        help="report: rewrite the Markdown from --ours-json/--recbole-json written by earlier single-side runs")
+    parser.add_argument("--ours-json")
+    parser.add_argument("--recbole-json")
     parser.add_argument("--recbole-python", default="/tmp/recbole-venv/bin/python")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "cl-epidtn"))
@@ -162,6 +169,11 @@ def main() -> int:
     for key, value in DEFAULTS.items():
         parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=value)
     args = parser.parse_args()
+    if args.side == "report":
+        load = lambda path: json.loads(Path(path).read_text()) if path and Path(path).exists() else None  # noqa: E731
+        ours, recbole = load(args.ours_json), load(args.recbole_json)
+        write_report(ours, recbole, None if recbole else "no RecBole result file given", args, Path(args.out))
+        return 0
     if args.side != "both":
         result = run_recbole(args) if args.side == "recbole" else run_ours(args)
         text = json.dumps(result, default=str)

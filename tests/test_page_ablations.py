@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from recsys.paths import PROJECT_ROOT
 from recsys.pipelines.sequential import summarise, ttests
 
-PAGE = str(PROJECT_ROOT / "pages" / "ablations.py")
+PAGE = str(PROJECT_ROOT / "app_pages" / "ablations.py")
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from recsys.data.anime import split_anime, synthetic_anime
 from recsys.pipelines import anime as pipeline
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "anime.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "anime.py")
 TINY = dict(mse_epochs=2, mse_batch=256, implicit_epochs=1, implicit_batch=128, elbow_grid=None, cluster_k=4,
             knn_neighbours=10, ease_l2=10.0, n_unseen=10)
 

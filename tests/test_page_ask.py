@@ -1,4 +1,4 @@
-"""The Ask page (pages/ask.py) through streamlit's AppTest, over the hand-made fixture service."""
+"""The Ask page (app_pages/ask.py) through streamlit's AppTest, over the hand-made fixture service."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from test_videos_fixtures import FakeEmbedder, make_data
 
 from recsys.pipelines import videos as pipeline
 
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "ask.py")
+PAGE = str(Path(__file__).resolve().parent.parent / "app_pages" / "ask.py")
 
 
 class FlakyEmbedder(FakeEmbedder):

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from recsys.paths import PROJECT_ROOT
 from recsys.viz import projections, sources
 
-PAGE = str(PROJECT_ROOT / "pages" / "explorer.py")
+PAGE = str(PROJECT_ROOT / "app_pages" / "explorer.py")
 CENTRES = np.eye(8, dtype=np.float32)[:3] * 10  # blob b sits at 10 * e_b
 
 

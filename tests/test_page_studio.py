@@ -16,7 +16,7 @@ from recsys.paths import PROJECT_ROOT
 from recsys.train.loop import TrainConfig
 from recsys.train.runs import RunRegistry, execute
 
-PAGE = str(PROJECT_ROOT / "pages" / "studio.py")
+PAGE = str(PROJECT_ROOT / "app_pages" / "studio.py")
 
 
 @pytest.fixture

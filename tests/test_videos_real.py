@@ -76,7 +76,7 @@ def test_ask_page_with_the_real_service(service, monkeypatch):
 
     monkeypatch.setattr(pipeline, "make_service", lambda backend="auto", api_key=None: service)
     st.cache_resource.clear()
-    app = AppTest.from_file(str(ROOT / "pages" / "ask.py"), default_timeout=300).run()
+    app = AppTest.from_file(str(ROOT / "app_pages" / "ask.py"), default_timeout=300).run()
     app.text_area(key="ask_query").input("least squares line fitting").run()
     assert not app.exception and not app.error
     assert any("least squares" in m.value.lower() for m in app.markdown)

@@ -890,7 +890,7 @@ _register_recipes()
 
 
 # =================================================================================================
-# helpers for the page (pages/anime.py is UI only)
+# helpers for the page (app_pages/anime.py is UI only)
 # =================================================================================================
 PAGE_METHODS = ["model", "weighted", "kmeans", "implicit", "ease", "itemknn", "popular"]
 

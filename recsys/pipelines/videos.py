@@ -24,7 +24,7 @@ recipe (about a minute on a CPU; e.g. for the 1536-d OpenAI embedder) and caches
 A checkpoint records the embedder name and a hash of the catalogue, so a checkpoint
 trained on other vectors or another catalogue is never silently used.
 
-This module never imports streamlit; ``pages/ask.py`` is UI only.
+This module never imports streamlit; ``app_pages/ask.py`` is UI only.
 """
 
 from __future__ import annotations

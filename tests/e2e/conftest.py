@@ -124,12 +124,14 @@ def browser(server):
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        # The first page a fresh server serves is rendered before app.py has declared its
-        # st.navigation, so Streamlit falls back to the legacy pages/ listing; open the
-        # entry page once so every test sees the real navigation.
+        # A deep link as the very first request of a fresh server must show the app's own
+        # navigation (a folder named pages/ would make Streamlit list its files instead, which
+        # is why the pages live in app_pages/). This also warms the server for the tests.
         warm = browser.new_page()
-        warm.goto(server)
+        warm.goto(f"{server}/studio")
         warm.wait_for_selector("h1", timeout=180_000)
+        nav = warm.locator('[data-testid="stSidebarNav"]').inner_text()
+        assert "Training studio" in nav and "Ask (linear algebra)" in nav, nav
         warm.close()
         yield browser
         browser.close()

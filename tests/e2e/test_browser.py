@@ -34,8 +34,8 @@ ANIME_TIMEOUT = 900.0
 
 def require_page(path: str) -> None:
     file = PAGES[path][0]
-    if not (PROJECT_ROOT / "pages" / file).exists():
-        pytest.skip(f"pages/{file} is not written yet")
+    if not (PROJECT_ROOT / "app_pages" / file).exists():
+        pytest.skip(f"app_pages/{file} is not written yet")
 
 
 def open_page(page, server: str, path: str, timeout: float = 180.0) -> None:
@@ -239,7 +239,7 @@ def test_studio_stop_a_long_run_while_its_chart_grows(page, server, screenshots)
 
 def test_two_sessions_one_trains_one_queries(browser, server, screenshots):
     require_page("studio")
-    query_path = "ask" if (PROJECT_ROOT / "pages" / "ask.py").exists() else "explorer"
+    query_path = "ask" if (PROJECT_ROOT / "app_pages" / "ask.py").exists() else "explorer"
     trainer_context = browser.new_context(viewport={"width": 1360, "height": 900})
     asker_context = browser.new_context(viewport={"width": 1360, "height": 900})
     try:
