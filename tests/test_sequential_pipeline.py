@@ -26,9 +26,8 @@ def test_every_trainable_model_has_a_recipe():
     recipes = all_recipes()
     for name in ("sasrec", "youtube-dnn", "dssm", "mind"):
         assert recipes[name].domain == "sequential"
-    if pipeline.cl_epidtn_available():
-        for name in pipeline.VARIANTS:
-            assert name in recipes
+    for name in pipeline.VARIANTS:
+        assert name in recipes
 
 
 def test_cli_parses_reproduce_and_evaluate():
@@ -47,7 +46,7 @@ def test_cli_parses_reproduce_and_evaluate():
 @pytest.mark.slow
 def test_reproduce_on_the_toy_writes_every_table(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "load_dataset", lambda name, users=None: dataclasses.replace(toy_dataset(length=8), name=name))
-    models = ["most-popular", "wals", "dssm"] + (["cl-epidtn"] if pipeline.cl_epidtn_available() else [])
+    models = ["most-popular", "wals", "dssm", "cl-epidtn"]
     settings = dataclasses.replace(
         QUICK, seeds=2, epochs=1, max_seq_len=5, batch_size=16,
         cl_overrides={"embedding_dim": 16, "n_layers": 1, "aug_dim": 4},
@@ -66,11 +65,10 @@ def test_reproduce_on_the_toy_writes_every_table(tmp_path, monkeypatch):
     assert "leave-one-out" in text and "± " in text
     readme = (tmp_path / "README.md").read_text()
     assert "git commit" in readme and "wall time" in readme
-    if pipeline.cl_epidtn_available():
-        tests = pd.read_csv(tmp_path / "ml-100k_ttests.csv")
-        assert set(tests["model"]) == set(models) - {"cl-epidtn"}
-        assert (tests["p"].isna() | tests["p"].between(0, 1)).all()  # NaN when both sides have zero variance
-        assert (tmp_path / "ml-100k_sweep_lambda_cl.png").exists()
+    tests = pd.read_csv(tmp_path / "ml-100k_ttests.csv")
+    assert set(tests["model"]) == set(models) - {"cl-epidtn"}
+    assert (tests["p"].isna() | tests["p"].between(0, 1)).all()  # NaN when both sides have zero variance
+    assert (tmp_path / "ml-100k_sweep_lambda_cl.png").exists()
     assert json.loads((tmp_path / "ml-100k_meta.json").read_text())["quick"] is True
 
 

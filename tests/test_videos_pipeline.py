@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from test_videos_fixtures import FakeEmbedder, make_data
 
 from recsys.pipelines import videos as pipeline

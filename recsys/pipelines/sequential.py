@@ -112,16 +112,6 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-def cl_epidtn_available() -> bool:
-    try:
-        import recsys.models.cl_epidtn  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def available_models() -> list[str]:
-    return [m for m in MODELS if m not in VARIANTS or cl_epidtn_available()]
 
 
 def load_dataset(name: str, anime_max_users: int | None = 1000) -> SequentialDataset:
@@ -367,10 +357,7 @@ def reproduce(
     settings = settings or ReproduceSettings()
     out_dir = Path(out_dir) if out_dir else results_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
-    models = [m for m in (models or available_models()) if m in MODELS]
-    if not cl_epidtn_available():
-        log.warning("recsys.models.cl_epidtn is missing: CL-EPIDTN and its ablations are skipped")
-        models = [m for m in models if m not in VARIANTS]
+    models = [m for m in (models or list(MODELS)) if m in MODELS]
     started = time.perf_counter()
     report: dict[str, Any] = {"datasets": {}}
     for dataset_name in datasets:
@@ -632,7 +619,7 @@ def evaluate_ml100k(models: Sequence[str], epochs: int, seed: int = 0, recent_ex
 
 
 def _cmd_evaluate(args) -> int:
-    models = args.models.split(",") if args.models else available_models()
+    models = args.models.split(",") if args.models else list(MODELS)
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
