@@ -116,3 +116,29 @@ def test_wals_ranks_co_consumed_items_first():
     scores = model.full_sort_predict({"user": torch.tensor([1])})[0]
     assert scores[3] > scores[4:].max()
     assert scores.shape == (7,) and scores[0] == -math.inf
+
+
+def test_logq_correction_subtracts_log_q_by_hand():
+    from recsys.models.seq_features import in_batch_softmax_loss, item_log_frequency, logq_correct
+
+    # items 1..3 seen 3, 1, 0 times -> add-one counts [1, 4, 2, 1] (row 0 = padding), total 8
+    log_q = item_log_frequency({1: [1, 1, 2], 2: [1]}, n_items=3)
+    assert torch.allclose(log_q, torch.tensor([1 / 8, 4 / 8, 2 / 8, 1 / 8]).log())
+    logits, targets = torch.zeros(2, 2), torch.tensor([1, 3])
+    corrected = logq_correct(logits, log_q, targets)  # column j moves by -log q(targets[j])
+    assert torch.allclose(corrected, torch.tensor([[math.log(2.0), math.log(8.0)]] * 2))
+    # zero vectors: plain loss is log 2; corrected row 0 = -log(2 / (2 + 8)), row 1 = -log(8 / 10)
+    u, v = torch.zeros(2, 4), torch.zeros(2, 4)
+    assert math.isclose(float(in_batch_softmax_loss(u, v, targets)), math.log(2), rel_tol=1e-6)
+    expected = (-math.log(0.2) - math.log(0.8)) / 2
+    assert math.isclose(float(in_batch_softmax_loss(u, v, targets, log_q=log_q)), expected, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("cls,config", NEURAL[:3], ids=[c.__name__ for c, _ in NEURAL[:3]])
+def test_logq_correction_is_a_config_option(cls, config):
+    import dataclasses
+
+    data, _ = toy_batch()
+    assert config.logq_correction is True
+    assert cls(config, data).item_log_frequency.shape == (data.n_items + 1,)
+    assert cls(dataclasses.replace(config, logq_correction=False), data).item_log_frequency is None

@@ -6,7 +6,6 @@ launch test is ``slow``; the page is re-run until the worker finishes.
 
 from __future__ import annotations
 
-import sys
 import time
 
 import pytest
@@ -14,19 +13,9 @@ from streamlit.testing.v1 import AppTest
 
 from recsys.paths import PROJECT_ROOT
 from recsys.train.loop import TrainConfig
-from recsys.train.runs import RunRegistry, execute
+from recsys.train.runs import execute
 
 PAGE = str(PROJECT_ROOT / "app_pages" / "studio.py")
-
-
-@pytest.fixture
-def registry(tmp_path, monkeypatch):
-    if str(PROJECT_ROOT) not in sys.path:
-        sys.path.insert(0, str(PROJECT_ROOT))
-    monkeypatch.setenv("RECSYS_EXTRA_RECIPES", "tests.toy_recipe")
-    monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("PYTHONPATH", str(PROJECT_ROOT))
-    return RunRegistry(tmp_path / "runs")
 
 
 def page() -> AppTest:

@@ -18,26 +18,14 @@ import time
 
 import pytest
 
-from recsys.paths import PROJECT_ROOT
 from recsys.train.loop import Callback, TrainConfig
 from recsys.train.runs import (
-    RunRegistry,
     atomic_torch_save,
     atomic_write_bytes,
     atomic_write_json,
     device_lock,
     execute,
 )
-
-
-@pytest.fixture
-def registry(tmp_path, monkeypatch):
-    if str(PROJECT_ROOT) not in sys.path:
-        sys.path.insert(0, str(PROJECT_ROOT))
-    monkeypatch.setenv("RECSYS_EXTRA_RECIPES", "tests.toy_recipe")
-    monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("PYTHONPATH", str(PROJECT_ROOT))
-    return RunRegistry(tmp_path / "runs")
 
 
 def toy_config(**kw) -> TrainConfig:
