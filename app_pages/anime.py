@@ -18,13 +18,10 @@ st.caption(
 )
 
 
-@st.cache_resource(show_spinner="Loading the anime models (the first run trains them, a few minutes)…")
-def load_recommender():
-    return pipeline.page_recommender()
-
-
 try:
-    recommender = load_recommender()
+    # cached in-process by the pipeline (shared with the explorer, refreshed when the studio serves a new run)
+    with st.spinner("Loading the anime models (the first run trains them, a few minutes)…"):
+        recommender = pipeline.page_recommender()
 except DataNotFoundError as error:
     st.error(f"The anime dataset is missing.\n\n{error}")
     st.stop()

@@ -124,6 +124,7 @@ from torch import nn
 
 from recsys.data.sequential import FeatureTable, SequentialDataset
 from recsys.models.base import Batch, NeuralRecommender, TwoTowerMixin
+from recsys.models.seq_features import item_log_frequency, logq_correct
 
 log = logging.getLogger(__name__)
 
@@ -407,10 +408,8 @@ class CLEPIDTN(NeuralRecommender, TwoTowerMixin):
             self.register_buffer("mimic_projection", q * math.sqrt(d / config.aug_dim), persistent=False)
 
         if config.logq_correction:
-            every = [i for seq in dataset.sequences.values() for i in seq]
-            counts = 1.0 + torch.bincount(torch.as_tensor(every, dtype=torch.long), minlength=self.n_items + 1).float()
-            counts = counts[: self.n_items + 1]
-            self.register_buffer("item_log_frequency", (counts / counts.sum()).log(), persistent=False)
+            self.register_buffer("item_log_frequency", item_log_frequency(dataset.sequences, self.n_items),
+                                 persistent=False)
 
         # Towers.
         self.n_user_slots = 1 + self.user_fields.n_slots  # user id + fields
@@ -595,7 +594,7 @@ class CLEPIDTN(NeuralRecommender, TwoTowerMixin):
         eye = torch.eye(items.shape[0], dtype=torch.bool, device=items.device)
         sim = u @ v.T
         if cfg.logq_correction:  # logits s/t - log q(item): popular items are not over-punished as negatives
-            sim = sim - cfg.temperature * self.item_log_frequency[items].unsqueeze(0)
+            sim = cfg.temperature * logq_correct(sim / cfg.temperature, self.item_log_frequency, items)
         parts = {"main": info_nce(sim, cfg.temperature, same_item & ~eye)}
 
         if cfg.use_contrastive:

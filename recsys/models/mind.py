@@ -28,7 +28,7 @@ from torch import nn
 
 from recsys.data.sequential import SequentialDataset
 from recsys.models.base import NeuralRecommender, TwoTowerMixin
-from recsys.models.seq_features import FeatureEmbedding, in_batch_softmax_loss, mlp, pad_column
+from recsys.models.seq_features import FeatureEmbedding, in_batch_softmax_loss, item_log_frequency, mlp, pad_column
 
 
 @dataclass
@@ -42,6 +42,7 @@ class MINDConfig:
     dropout: float = 0.2
     temperature: float = 0.1
     max_seq_len: int = 50
+    logq_correction: bool = True  # subtract log q(item) (training frequency) from in-batch logits (Yi et al. 2019)
 
 
 def squash(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -83,6 +84,8 @@ class MIND(TwoTowerMixin, NeuralRecommender):
         super().__init__(config)
         d = config.embedding_dim
         self.n_items = dataset.n_items
+        self.register_buffer("item_log_frequency", item_log_frequency(dataset.sequences, dataset.n_items)
+                             if config.logq_correction else None, persistent=False)
         self.item_embedding = nn.Embedding(dataset.n_items + 1, d, padding_idx=0)
         self.user_features = FeatureEmbedding(dataset.user_features, config.feature_dim)
         self.routing = CapsuleRouting(d, config.n_interests, config.max_seq_len, config.routing_iterations)
@@ -115,7 +118,7 @@ class MIND(TwoTowerMixin, NeuralRecommender):
         attention = torch.pow(attention, self.config.pow_p) if self.config.pow_p != 1 else attention
         attention = torch.softmax(attention.masked_fill(~interest_mask, -math.inf), dim=1)
         user = (attention.unsqueeze(2) * vectors).sum(1)
-        return in_batch_softmax_loss(user, target, batch["item"], self.config.temperature)
+        return in_batch_softmax_loss(user, target, batch["item"], self.config.temperature, self.item_log_frequency)
 
     def full_sort_predict(self, batch):
         vectors, interest_mask = self.interests(batch)

@@ -59,16 +59,43 @@ def mlp(sizes: list[int], dropout: float = 0.0, last_activation: bool = False) -
     return nn.Sequential(*layers)
 
 
+def item_log_frequency(sequences: dict[int, list[int]], n_items: int) -> torch.Tensor:
+    """``[n_items + 1]`` log sampling probability ``log q(item)`` of every item for the logQ correction.
+
+    ``q`` is the item's frequency in ``sequences`` (add-one smoothed, so unseen items and the
+    padding row get a finite value), the distribution with which an in-batch softmax draws its
+    negatives. Pass the training sequences only.
+    """
+    every = [i for seq in sequences.values() for i in seq]
+    counts = torch.bincount(torch.as_tensor(every, dtype=torch.long), minlength=n_items + 1).float()
+    counts = 1.0 + counts[: n_items + 1]
+    return (counts / counts.sum()).log()
+
+
+def logq_correct(logits: torch.Tensor, log_q: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Subtract ``log q`` of each column's item from ``[B, B]`` in-batch logits (Yi et al., RecSys 2019).
+
+    An in-batch softmax samples negatives in proportion to popularity and so over-punishes
+    popular items; ``logit - log q(item)`` is the sampling-bias correction. ``log_q`` is
+    :func:`item_log_frequency`; ``targets`` are the batch's items (the columns).
+    """
+    return logits - log_q[targets].unsqueeze(0)
+
+
 def in_batch_softmax_loss(
-    user_vecs: torch.Tensor, item_vecs: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0
+    user_vecs: torch.Tensor, item_vecs: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0,
+    log_q: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Softmax over the batch's targets: row ``b``'s positive is item ``b``, the others are negatives.
 
     Why: it needs no negative sampler and the negatives follow item popularity, as served
     traffic does (Yi et al., RecSys 2019). The same item appearing twice in a batch is not
-    a negative of itself: such duplicate columns are masked.
+    a negative of itself: such duplicate columns are masked. With ``log_q`` (from
+    :func:`item_log_frequency`) the logits are popularity-corrected by :func:`logq_correct`.
     """
     logits = user_vecs @ item_vecs.T / temperature
+    if log_q is not None:
+        logits = logq_correct(logits, log_q, targets)
     same = targets.view(-1, 1) == targets.view(1, -1)
     eye = torch.eye(len(targets), dtype=torch.bool, device=targets.device)
     logits = logits.masked_fill(same & ~eye, float("-inf"))

@@ -19,7 +19,7 @@ from torch import nn
 
 from recsys.data.sequential import SequentialDataset
 from recsys.models.base import NeuralRecommender, TwoTowerMixin
-from recsys.models.seq_features import FeatureEmbedding, in_batch_softmax_loss, masked_mean, mlp, pad_column
+from recsys.models.seq_features import FeatureEmbedding, in_batch_softmax_loss, item_log_frequency, masked_mean, mlp, pad_column
 
 
 @dataclass
@@ -30,6 +30,7 @@ class YouTubeDNNConfig:
     dropout: float = 0.2
     temperature: float = 0.1
     max_seq_len: int = 50
+    logq_correction: bool = True  # subtract log q(item) (training frequency) from in-batch logits (Yi et al. 2019)
 
 
 class YouTubeDNN(TwoTowerMixin, NeuralRecommender):
@@ -39,6 +40,8 @@ class YouTubeDNN(TwoTowerMixin, NeuralRecommender):
         super().__init__(config)
         d = config.embedding_dim
         self.n_items = dataset.n_items
+        self.register_buffer("item_log_frequency", item_log_frequency(dataset.sequences, dataset.n_items)
+                             if config.logq_correction else None, persistent=False)
         self.history_embedding = nn.Embedding(dataset.n_items + 1, d, padding_idx=0)
         self.user_features = FeatureEmbedding(dataset.user_features, config.feature_dim)
         self.tower = mlp([d + self.user_features.output_dim, *config.hidden, d], dropout=config.dropout)
@@ -56,7 +59,7 @@ class YouTubeDNN(TwoTowerMixin, NeuralRecommender):
 
     def calculate_loss(self, batch):
         return in_batch_softmax_loss(
-            self.user_tower(batch), self.item_tower(batch["item"]), batch["item"], self.config.temperature
+            self.user_tower(batch), self.item_tower(batch["item"]), batch["item"], self.config.temperature, self.item_log_frequency
         )
 
     def full_sort_predict(self, batch):

@@ -20,6 +20,7 @@ and the page train once.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -846,7 +847,7 @@ def apply_active_runs(recommender: AnimeRecommender) -> AnimeRecommender:
     from recsys.train.runs import RunRegistry
 
     registry = RunRegistry()
-    for recipe, attribute in (("anime-two-tower", "mse"), ("anime-two-tower-implicit", "implicit")):
+    for recipe, attribute in zip(SERVED_RECIPES, ("mse", "implicit"), strict=True):
         run = registry.active_run(recipe)
         if run is None:
             continue
@@ -895,8 +896,24 @@ _register_recipes()
 PAGE_METHODS = ["model", "weighted", "kmeans", "implicit", "ease", "itemknn", "popular"]
 
 
+SERVED_RECIPES = ("anime-two-tower", "anime-two-tower-implicit")
+
+
 def page_recommender() -> AnimeRecommender:
-    """The bundle the page serves: the quick seed-0 settings, studio runs applied (trains once)."""
+    """The bundle the pages serve: the quick seed-0 settings, studio runs applied (trains once).
+
+    One in-process copy (about 240 MB) is shared by the Anime page and the explorer, and
+    it is rebuilt when the Training studio changes which runs are served.
+    """
+    from recsys.train.runs import RunRegistry
+
+    registry = RunRegistry()
+    served = tuple(getattr(registry.active_run(recipe), "id", None) for recipe in SERVED_RECIPES)
+    return _served_bundle(served)
+
+
+@functools.lru_cache(maxsize=1)
+def _served_bundle(served_run_ids: tuple) -> AnimeRecommender:
     return apply_active_runs(get_recommender(default_settings(quick=True)))
 
 
