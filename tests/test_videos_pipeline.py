@@ -127,6 +127,8 @@ def test_active_studio_run_is_served(service, isolated):
     from recsys.train.runs import RunRegistry
 
     f = service.bundle().features
+    before = service.model_source("dcdt")  # loaded and cached before any run is served
+    assert not before.startswith("studio run")
     train = dataclasses.replace(pipeline.QUICK_TRAIN, epochs=1)
     registry = RunRegistry()
     run = registry.create("dcdt", train, {})
@@ -134,7 +136,9 @@ def test_active_studio_run_is_served(service, isolated):
     pipeline.save_checkpoint(run.checkpoint_path, "dcdt", model, f, train, result)
     run.set_status("done")
     registry.set_active(run.id)
-    assert service.model_source("dcdt").startswith(f"studio run {run.id}")
+    assert service.model_source("dcdt").startswith(f"studio run {run.id}")  # picked up without a restart
+    registry.clear_active("dcdt")
+    assert not service.model_source("dcdt").startswith("studio run")  # back to the checkpoint it had
 
 
 def main(argv):

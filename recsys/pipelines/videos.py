@@ -322,18 +322,27 @@ def cached_checkpoint_path(name: str, features: Features) -> Path:
     return cache_dir("videos", "checkpoints") / f"{name}-{safe_model_dirname(features.embedder_name)}-{features.catalog_hash}.pt"
 
 
-def load_trained(name: str, features: Features, train_if_missing: bool = True,
-                 callbacks: Sequence[Callback] = ()) -> tuple[Any, str]:
-    """The model that serves ``name`` and where it came from (see the module docstring for the order)."""
-    candidates: list[tuple[str, Path]] = []
+def active_run_id(name: str) -> str | None:
+    """The studio run chosen to serve ``name``, if any (an unreadable registry must not stop serving)."""
     try:
         from recsys.train.runs import RunRegistry
 
         run = RunRegistry().active_run(name)
-        if run is not None:
-            candidates.append((f"studio run {run.id}", run.checkpoint_path))
-    except Exception as error:  # an unreadable registry must not stop serving
+    except Exception as error:
         log.warning("could not read the run registry: %s", error)
+        return None
+    return run.id if run is not None else None
+
+
+def load_trained(name: str, features: Features, train_if_missing: bool = True,
+                 callbacks: Sequence[Callback] = ()) -> tuple[Any, str]:
+    """The model that serves ``name`` and where it came from (see the module docstring for the order)."""
+    candidates: list[tuple[str, Path]] = []
+    run_id = active_run_id(name)
+    if run_id is not None:
+        from recsys.train.runs import RunRegistry
+
+        candidates.append((f"studio run {run_id}", RunRegistry().get(run_id).checkpoint_path))
     if name in SHIPPED_CHECKPOINTS:
         candidates.append(("shipped checkpoint", SHIPPED_CHECKPOINTS[name]))
     candidates.append(("cached checkpoint", cached_checkpoint_path(name, features)))
@@ -385,12 +394,16 @@ class ModelBundle:
     train_if_missing: bool = True
     models: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    served_runs: dict[str, str | None] = field(default_factory=dict)  # studio run each trained model came from
 
     def model(self, name: str):
+        """The fitted model; a trained one is reloaded when the studio serves another run."""
         if name not in MODEL_NAMES:
             raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
-        if name not in self.models:
+        served = active_run_id(name) if name in TRAINED else None
+        if name not in self.models or self.served_runs.get(name) != served:
             self.models[name], self.sources[name] = self._build(name)
+            self.served_runs[name] = served
         return self.models[name]
 
     def _build(self, name: str):
