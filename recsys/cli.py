@@ -152,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"runs {args.action} needs a RUN_ID")
     try:
         return args.func(args)
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        sys.stderr.close()
+        return 0
     except (KeyError, ValueError, FileNotFoundError, RuntimeError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"error: {message}", file=sys.stderr)
