@@ -6,7 +6,8 @@ scored by cosine similarity with a softmax over one positive and several negativ
 
 Here the query is the user (user-feature embeddings + the bag of history items, mean
 pooled) and the document is the item (its id embedding + its features). Cosine over L2
-normalised vectors divided by a temperature, softmax over the batch (in-batch negatives).
+normalised vectors divided by a temperature, softmax over the batch (in-batch negatives),
+with the logQ popularity correction on by default (``logq_correction``, as CL-EPIDTN).
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ with Dynamic Routing for Recommendation at Tmall", CIKM 2019.
   a plain softmax attention; large ``p`` approaches hard max;
 * **serving**: an item's score is the maximum over the interests (each interest retrieves
   its own neighbours and the results are merged), as in the paper's Section 3.5.
+* **loss**: in-batch softmax with the logQ popularity correction on by default
+  (``logq_correction``, as CL-EPIDTN; the paper uses sampled softmax).
 """
 
 from __future__ import annotations

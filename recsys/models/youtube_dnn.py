@@ -7,7 +7,9 @@ User vector = MLP([mean of the watch-history item embeddings, user-feature embed
 item vectors are the softmax's output embeddings, so serving is a nearest-neighbour
 search (two towers; the item tower is a table). The paper trains with sampled softmax;
 here the negatives are the other targets of the batch (in-batch softmax), which samples
-them by popularity, the same distribution the paper's importance weighting corrects to.
+them by popularity, the same distribution the paper's importance weighting corrects to;
+``logq_correction`` (on by default, as CL-EPIDTN) subtracts ``log q(item)`` from the logits
+to undo that bias (Yi et al., RecSys 2019).
 """
 
 from __future__ import annotations

@@ -220,6 +220,9 @@ class ReproduceSettings:
     ratio_seeds: int | None = None  # seeds for the Recall (ratio) split; None: all
     anime_max_users: int | None = 5000
     cl_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. smaller CL-EPIDTN in quick mode
+    cl_epochs: int | None = None  # CL-EPIDTN family's epoch budget; None: ``epochs``
+    cl_recent_examples: int | None = None  # CL-EPIDTN family's prefixes per user; None: ``recent_examples``
+    threads: int | None = None  # torch CPU threads for the run; None: torch's default
     sweep: dict[str, list] = field(default_factory=lambda: {
         "n_layers": [1, 2, 3, 4, 5, 6], "embedding_dim": [32, 64, 128, 256], "lambda_cl": [0.0, 0.01, 0.1, 0.5, 1.0, 2.0]})
     sweep_seeds: int = 1
@@ -227,21 +230,37 @@ class ReproduceSettings:
     quick: bool = False
 
 
+# Quick: the baselines are cheap (one ml-100k epoch of 10 prefixes/user: SASRec ~5 s, DSSM/YouTube DNN/MIND ~1 s
+# on one thread), the CL-EPIDTN family is not (CL-EPIDTN ~24 s, CLTD ~14 s at 64-d/2 layers), so the family gets
+# fewer examples per epoch; one thread is ~2x faster than two on the 2-core dev machine (small ops, sync overhead).
 QUICK = ReproduceSettings(
-    seeds=2, epochs=1, patience=None, batch_size=128, lr=3e-3, max_seq_len=20, recent_examples=2, ratio_seeds=1,
-    anime_max_users=300, cl_overrides={"embedding_dim": 64, "n_layers": 2},
+    seeds=2, epochs=4, patience=None, batch_size=128, lr=3e-3, max_seq_len=20, recent_examples=10, ratio_seeds=1,
+    anime_max_users=300, cl_overrides={"embedding_dim": 64, "n_layers": 2}, cl_epochs=2, cl_recent_examples=5, threads=1,
     sweep={"n_layers": [1, 3], "embedding_dim": [32, 64], "lambda_cl": [0.1, 1.0]}, sweep_seeds=1, sweep_epochs=1, quick=True,
 )
 
 
+def _budget(name: str, settings: ReproduceSettings) -> tuple[int, int | None]:
+    """(epochs, recent_examples) of model ``name``: the CL-EPIDTN family may have its own."""
+    if name in VARIANTS:
+        return settings.cl_epochs or settings.epochs, settings.cl_recent_examples or settings.recent_examples
+    return settings.epochs, settings.recent_examples
+
+
+def _examples_text(recent: int | None) -> str:
+    return "all prefixes of every training sequence" if not recent else f"each user's {recent} most recent prefixes"
+
+
 def describe_settings(s: ReproduceSettings) -> str:
-    examples = "all prefixes of every training sequence" if not s.recent_examples else f"each user's {s.recent_examples} most recent prefixes"
     cl = ", ".join(f"{k}={v}" for k, v in s.cl_overrides.items()) or "paper defaults (M=128, L=5, lambda=1)"
+    cl_epochs, cl_recent = _budget(VARIANTS[0], s)
     return (
         f"{'QUICK' if s.quick else 'FULL'}: {s.seeds} seeds, up to {s.epochs} epochs"
         f"{f' (patience {s.patience})' if s.patience else ''}, batch {s.batch_size}, lr {s.lr}, max_seq_len {s.max_seq_len}, "
-        f"training examples: {examples}; Recall split on {s.ratio_seeds or s.seeds} seed(s); "
-        f"CL-EPIDTN family: {cl}; sweeps {s.sweep} on {s.sweep_seeds} seed(s), {s.sweep_epochs or s.epochs} epoch(s); "
+        f"training examples: {_examples_text(s.recent_examples)}; Recall split on {s.ratio_seeds or s.seeds} seed(s); "
+        f"CL-EPIDTN family: {cl}, up to {cl_epochs} epochs on {_examples_text(cl_recent)}; "
+        f"sweeps {s.sweep} on {s.sweep_seeds} seed(s), {s.sweep_epochs or cl_epochs} epoch(s); "
+        f"{f'{s.threads} CPU thread(s); ' if s.threads else ''}"
         f"anime: first {s.anime_max_users} users of the sample."
     )
 
@@ -358,6 +377,16 @@ def reproduce(
     out_dir = Path(out_dir) if out_dir else results_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     models = [m for m in (models or list(MODELS)) if m in MODELS]
+    previous_threads = torch.get_num_threads()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    try:
+        return _reproduce(datasets, settings, models, out_dir, progress, command)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _reproduce(datasets, settings: ReproduceSettings, models: list[str], out_dir: Path, progress: bool, command: str | None) -> dict[str, Any]:
     started = time.perf_counter()
     report: dict[str, Any] = {"datasets": {}}
     for dataset_name in datasets:
@@ -401,7 +430,8 @@ def _reproduce_dataset(dataset: SequentialDataset, settings: ReproduceSettings, 
     for seed, name, kind in bar:
         bar.set_postfix_str(f"{name} seed {seed} {kind}")
         split = loo if kind == "loo" else ratio
-        trained = train_model(name, dataset, split, _train_config(settings, seed), _overrides(name, settings), settings.recent_examples)
+        epochs, recent = _budget(name, settings)
+        trained = train_model(name, dataset, split, _train_config(settings, seed, epochs), _overrides(name, settings), recent)
         metrics = test_metrics(trained, split, settings.max_seq_len)
         record = records.setdefault((seed, name), {"dataset": dataset.name, "model": name, "seed": seed, "seconds": 0.0})
         record.update(metrics)
@@ -462,7 +492,8 @@ def run_sweeps(dataset, split, settings: ReproduceSettings, out_dir: Path, progr
         if param == "embedding_dim":
             heads = overrides.get("n_heads", 2)
             overrides["embedding_dim"] = max(int(value) // heads * heads, heads)
-        trained = train_model("cl-epidtn", dataset, split, _train_config(settings, seed, settings.sweep_epochs), overrides, settings.recent_examples)
+        epochs, recent = _budget("cl-epidtn", settings)
+        trained = train_model("cl-epidtn", dataset, split, _train_config(settings, seed, settings.sweep_epochs or epochs), overrides, recent)
         rows.append({"param": param, "value": value, "seed": seed, **test_metrics(trained, split, settings.max_seq_len), "seconds": trained.seconds})
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -634,7 +665,7 @@ def _cmd_reproduce(args) -> int:
     if args.seeds:
         settings.seeds = args.seeds
     if args.epochs:
-        settings.epochs = args.epochs
+        settings.epochs, settings.cl_epochs = args.epochs, None
     datasets = list(DATASETS) if args.dataset == "all" else [args.dataset]
     models = args.models.split(",") if args.models else None
     command = "python -m recsys " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith(("recsys", "__main__.py")) else None
