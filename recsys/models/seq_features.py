@@ -6,11 +6,14 @@ the same way, and differ only in what the papers say they differ in.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsys.data.sequential import FeatureTable
+from recsys.data.sequential import FeatureTable, SequentialDataset
+from recsys.models.base import NeuralRecommender, TwoTowerMixin
 
 
 class FeatureEmbedding(nn.Module):
@@ -108,3 +111,38 @@ def pad_column(scores: torch.Tensor) -> torch.Tensor:
     scores = scores.clone()
     scores[:, 0] = float("-inf")
     return scores
+
+
+@dataclass
+class InBatchTowerConfig:
+    """Settings of the in-batch-softmax two towers (DSSM and YouTube DNN subclass it)."""
+
+    embedding_dim: int = 64
+    feature_dim: int = 16
+    hidden: tuple[int, ...] = (256, 128)
+    dropout: float = 0.2
+    temperature: float = 0.1
+    max_seq_len: int = 50
+    logq_correction: bool = True  # subtract log q(item) (training frequency) from in-batch logits (Yi et al. 2019)
+
+
+class InBatchSoftmaxTwoTower(TwoTowerMixin, NeuralRecommender):
+    """Two towers trained with in-batch softmax and served by one product against all items.
+
+    Subclasses build ``user_tower`` and ``item_tower``; the loss, the log-Q table and
+    full ranking are the same for all of them, so they differ only in their towers.
+    """
+
+    def __init__(self, config: InBatchTowerConfig, dataset: SequentialDataset):
+        super().__init__(config)
+        self.n_items = dataset.n_items
+        self.register_buffer("item_log_frequency", item_log_frequency(dataset.sequences, dataset.n_items)
+                             if config.logq_correction else None, persistent=False)
+
+    def calculate_loss(self, batch):
+        return in_batch_softmax_loss(
+            self.user_tower(batch), self.item_tower(batch["item"]), batch["item"], self.config.temperature, self.item_log_frequency
+        )
+
+    def full_sort_predict(self, batch):
+        return pad_column(self.user_tower(batch) @ self.item_tower().T)

@@ -20,30 +20,20 @@ import torch
 from torch import nn
 
 from recsys.data.sequential import SequentialDataset
-from recsys.models.base import NeuralRecommender, TwoTowerMixin
-from recsys.models.seq_features import FeatureEmbedding, in_batch_softmax_loss, item_log_frequency, masked_mean, mlp, pad_column
+from recsys.models.seq_features import FeatureEmbedding, InBatchSoftmaxTwoTower, InBatchTowerConfig, masked_mean, mlp
 
 
 @dataclass
-class YouTubeDNNConfig:
-    embedding_dim: int = 64
-    feature_dim: int = 16
-    hidden: tuple[int, ...] = (256, 128)
-    dropout: float = 0.2
-    temperature: float = 0.1
-    max_seq_len: int = 50
-    logq_correction: bool = True  # subtract log q(item) (training frequency) from in-batch logits (Yi et al. 2019)
+class YouTubeDNNConfig(InBatchTowerConfig):
+    """The shared in-batch two-tower settings (embedding 64, features 16, MLP 256-128, temperature 0.1)."""
 
 
-class YouTubeDNN(TwoTowerMixin, NeuralRecommender):
+class YouTubeDNN(InBatchSoftmaxTwoTower):
     display_name = "YouTube DNN"
 
     def __init__(self, config: YouTubeDNNConfig, dataset: SequentialDataset):
-        super().__init__(config)
+        super().__init__(config, dataset)
         d = config.embedding_dim
-        self.n_items = dataset.n_items
-        self.register_buffer("item_log_frequency", item_log_frequency(dataset.sequences, dataset.n_items)
-                             if config.logq_correction else None, persistent=False)
         self.history_embedding = nn.Embedding(dataset.n_items + 1, d, padding_idx=0)
         self.user_features = FeatureEmbedding(dataset.user_features, config.feature_dim)
         self.tower = mlp([d + self.user_features.output_dim, *config.hidden, d], dropout=config.dropout)
@@ -58,11 +48,3 @@ class YouTubeDNN(TwoTowerMixin, NeuralRecommender):
 
     def item_tower(self, items=None):
         return self.output_embedding.weight if items is None else self.output_embedding(items)
-
-    def calculate_loss(self, batch):
-        return in_batch_softmax_loss(
-            self.user_tower(batch), self.item_tower(batch["item"]), batch["item"], self.config.temperature, self.item_log_frequency
-        )
-
-    def full_sort_predict(self, batch):
-        return pad_column(self.user_tower(batch) @ self.item_tower().T)
