@@ -66,19 +66,17 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from recsys.train.runs import RunRegistry, execute
+    from recsys.train.runs import RunRegistry
 
     registry = RunRegistry()
     if args.action == "list":
         for run in registry.list():
             status = run.status()
             print(f"{run.id}\t{status['status']}\t{status.get('error', '')}")
-    elif args.action == "execute":
-        run = registry.get(args.run_id)
-        try:
-            execute(run, registry)
-        except Exception:
-            return 1
+    elif args.action == "execute":  # what a launched worker runs; one implementation for both
+        from recsys.train import worker
+
+        return worker.main([args.run_id])
     elif args.action == "stop":
         registry.get(args.run_id).request_stop()
     elif args.action == "delete":

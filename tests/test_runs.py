@@ -3,7 +3,7 @@
 Runs use the test-only ``toy-linear`` recipe (``tests/toy_recipe.py``): a linear model on
 256 random rows, 8 batches per epoch, ``sleep`` seconds per batch. In-process tests call
 ``execute`` directly; the ``slow`` ones launch real detached workers
-(``python -m recsys runs execute``), which find the toy recipe through
+(``python -m recsys.train.worker``), which find the toy recipe through
 ``RECSYS_EXTRA_RECIPES``.
 """
 

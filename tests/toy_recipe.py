@@ -1,7 +1,7 @@
 """A tiny test-only recipe: a linear regression on seeded random data (not part of the package).
 
 Tests and the browser tests register it through ``RECSYS_EXTRA_RECIPES=tests.toy_recipe``
-so the detached worker process (``python -m recsys runs execute``) finds it too.
+so the detached worker process (``python -m recsys.train.worker``) finds it too.
 
 Options: ``sleep`` seconds per batch (to make a run last long enough to be stopped),
 ``fail_at_epoch`` (raise inside training, to test the failed status). One epoch is
