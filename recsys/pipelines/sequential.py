@@ -38,7 +38,7 @@ import torch
 from recsys.data.sequential import SequentialDataset, SequentialSplit, TrainingExamples, leave_one_out, ratio_split, training_examples
 from recsys.eval.sequential import LOO_METRICS, PROTOCOL, PROTOCOL_NO_TIME, RATIO_METRICS, evaluate_split
 from recsys.paths import PROJECT_ROOT
-from recsys.train.loop import Callback, TrainConfig, fit
+from recsys.train.loop import Callback, TrainConfig, cpu_threads, fit
 from recsys.train.recipes import Recipe, RecipeContext, register
 
 log = logging.getLogger(__name__)
@@ -377,13 +377,8 @@ def reproduce(
     out_dir = Path(out_dir) if out_dir else results_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     models = [m for m in (models or list(MODELS)) if m in MODELS]
-    previous_threads = torch.get_num_threads()
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    try:
+    with cpu_threads(settings.threads or None):
         return _reproduce(datasets, settings, models, out_dir, progress, command)
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 def _reproduce(datasets, settings: ReproduceSettings, models: list[str], out_dir: Path, progress: bool, command: str | None) -> dict[str, Any]:
