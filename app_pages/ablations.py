@@ -12,7 +12,7 @@ import streamlit as st
 
 from recsys.eval.sequential import PROTOCOL, PROTOCOL_NO_TIME
 from recsys.pipelines.sequential import (
-    ABLATION_TEXT, METRIC_LABELS, MODELS, PAPER, SWEEP_LABELS, VARIANTS, load_results, pretty_table, results_dir,
+    ABLATION_TEXT, METRIC_LABELS, MODELS, PAPER, QUICK, SWEEP_LABELS, VARIANTS, load_results, pretty_table, results_dir,
 )
 
 st.title("📊 CL-EPIDTN: baselines, ablations, sensitivity")
@@ -110,8 +110,9 @@ else:
 # ----------------------------------------------------------------------- quick retrain
 st.divider()
 st.subheader("Retrain one model quickly")
-st.caption("Launches a background run (recorded in the run registry, visible in the Training studio): "
-           "a couple of epochs on each user's most recent training examples, then the test metrics.")
+st.caption("Launches a background run (recorded in the run registry, visible in the Training studio), then the "
+           "test metrics. Baselines train on each user's 10 most recent prefixes; the CL-EPIDTN family trains on "
+           "every prefix (causal windows) at the quick shape of `--quick` (d=64, 2 layers).")
 
 from recsys.train.recipes import all_recipes  # noqa: E402
 from recsys.train.runs import RunRegistry  # noqa: E402
@@ -128,7 +129,8 @@ else:
     if st.button("Train", type="primary", key="ablations_train"):
         recipe = recipes[model_name]
         registry = RunRegistry()
-        run = registry.create(model_name, recipe.config(epochs=int(epochs)), {"dataset": dataset})
+        options = {"dataset": dataset, **(QUICK.cl_overrides if model_name in VARIANTS else {})}
+        run = registry.create(model_name, recipe.config(epochs=int(epochs)), options)
         registry.launch(run)
         st.session_state["ablations_run"] = run.id
         st.success(f"launched run {run.id}")

@@ -14,9 +14,14 @@ which runs both sides with the same settings and writes
 sub-processes: ``--side recbole`` (needs only RecBole's venv) and ``--side ours``.
 
 Same split, byte for byte: our loader orders each user's ratings by time with ties broken
-by item id; RecBole sorts by (user, timestamp) only. So the RecBole side reads a temporary
-copy of ``ml-100k.inter`` (in a temp folder, never in the repo) whose timestamp column is
-replaced by each rating's rank in our order; both sides then hold out the same items.
+by item id; RecBole sorts by timestamp only. So the RecBole side reads a temporary copy of
+``ml-100k.inter`` (in a temp folder, never in the repo) whose timestamp column is replaced by
+each rating's rank in our order; both sides then hold out the same items. The copy is named
+``ml-100k-ranked``: RecBole 1.2.1 ignores ``data_path`` for a dataset called ``ml-100k`` and
+reads the copy bundled in its wheel (``Config._set_default_parameters``), which silently
+gave it a different split (282 of 943 test items differed) in this script's first version.
+The RecBole side now checks every test row's input sequence and target against the ranked
+file before it reports anything.
 
 Protocol differences that remain and are reported: RecBole does *not* mask a user's history
 items when ranking for sequential models (only the padding item), whereas our protocol does;
@@ -46,8 +51,11 @@ def find_ml100k() -> Path:
     raise SystemExit("ml-100k not found (see recsys/data/movielens.py for how to get it)")
 
 
+RANKED = "ml-100k-ranked"  # not "ml-100k": RecBole would read its own bundled copy instead
+
+
 def ranked_copy(source: Path, dest_root: Path) -> Path:
-    """Write ``dest_root/ml-100k/ml-100k.inter`` with timestamp := rank in (user, time, item id) order."""
+    """Write ``dest_root/ml-100k-ranked/ml-100k-ranked.inter`` with timestamp := rank in (user, time, item id) order."""
     import pandas as pd
 
     frame = pd.read_csv(source / "ml-100k.inter", sep="\t", dtype=str)
@@ -56,12 +64,41 @@ def ranked_copy(source: Path, dest_root: Path) -> Path:
     frame["u"], frame["i"] = pd.to_numeric(frame["user_id"]), pd.to_numeric(frame["item_id"])
     frame = frame.sort_values(["u", "ts", "i"], kind="stable")
     frame["timestamp"] = frame.groupby("u").cumcount().astype(float)
-    out = dest_root / "ml-100k"
+    out = dest_root / RANKED
     out.mkdir(parents=True, exist_ok=True)
     frame[["user_id", "item_id", "rating", "timestamp"]].to_csv(
-        out / "ml-100k.inter", sep="\t", index=False,
+        out / f"{RANKED}.inter", sep="\t", index=False,
         header=["user_id:token", "item_id:token", "rating:float", "timestamp:float"])
     return out
+
+
+def expected_test_rows(ranked_dir: Path, max_seq_len: int) -> dict[str, tuple[list[str], str]]:
+    """raw user -> (last ``max_seq_len`` items before the test item, test item), from the ranked file."""
+    import pandas as pd
+
+    frame = pd.read_csv(ranked_dir / f"{RANKED}.inter", sep="\t", dtype=str)
+    frame.columns = [c.split(":")[0] for c in frame.columns]
+    frame["rank"] = pd.to_numeric(frame["timestamp"])
+    rows = {}
+    for user, group in frame.sort_values(["user_id", "rank"]).groupby("user_id"):
+        items = group["item_id"].tolist()
+        if len(items) >= 3:
+            rows[user] = (items[:-1][-max_seq_len:], items[-1])
+    return rows
+
+
+def check_same_split(dataset, test_data, expected: dict) -> None:
+    """Fail loudly unless RecBole's test rows are exactly the held-out rows of the ranked file."""
+    seen = {}
+    for interaction, _, _, positive_items in test_data:
+        for row in range(len(positive_items)):
+            user = dataset.id2token("user_id", int(interaction["user_id"][row]))
+            length = int(interaction["item_length"][row])
+            history = [dataset.id2token("item_id", int(i)) for i in interaction["item_id_list"][row][:length]]
+            seen[str(user)] = ([str(i) for i in history], str(dataset.id2token("item_id", int(positive_items[row]))))
+    if seen != expected:
+        differing = sum(seen.get(u) != v for u, v in expected.items())
+        raise SystemExit(f"RecBole's test split differs from ours for {differing} of {len(expected)} users")
 
 
 def run_recbole(args) -> dict:
@@ -71,11 +108,15 @@ def run_recbole(args) -> dict:
 
     # torch >= 2.6 loads with weights_only=True; RecBole 1.2.1's checkpoints hold its Config object
     torch.load = functools.partial(torch.load, weights_only=False)
-    from recbole.quick_start import run_recbole as recbole_main
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.model.sequential_recommender import SASRec
+    from recbole.trainer import Trainer
+    from recbole.utils import init_seed
 
     with tempfile.TemporaryDirectory() as tmp:
-        ranked_copy(find_ml100k(), Path(tmp))
-        config = {
+        ranked = ranked_copy(find_ml100k(), Path(tmp))
+        settings = {
             "data_path": tmp, "checkpoint_dir": str(Path(tmp) / "saved"), "show_progress": False,
             "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
             "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"},
@@ -90,14 +131,23 @@ def run_recbole(args) -> dict:
         started, cwd = time.perf_counter(), os.getcwd()
         os.chdir(tmp)  # RecBole writes log/ and log_tensorboard/ into the working directory
         try:
-            result = recbole_main(model="SASRec", dataset="ml-100k", config_dict=config)
+            # RecBole's quick_start.run_recbole, unrolled so the split can be checked before training
+            config = Config(model="SASRec", dataset=RANKED, config_dict=settings)
+            init_seed(config["seed"], config["reproducibility"])
+            dataset = create_dataset(config)
+            train_data, valid_data, test_data = data_preparation(config, dataset)
+            check_same_split(dataset, test_data, expected_test_rows(ranked, args.max_seq_len))
+            init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+            trainer = Trainer(config, SASRec(config, train_data.dataset))
+            _, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+            test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
         finally:
             os.chdir(cwd)
         seconds = time.perf_counter() - started
-    test = {k.lower(): float(v) for k, v in result["test_result"].items()}
+    test = {k.lower(): float(v) for k, v in test.items()}
     return {"side": "recbole", "hit@10": test.get("hit@10"), "hit@50": test.get("hit@50"), "ndcg@10": test.get("ndcg@10"),
-            "valid": {k.lower(): float(v) for k, v in result["best_valid_result"].items()}, "seconds": seconds,
-            "recbole": __import__("recbole").__version__, "torch": torch.__version__}
+            "valid": {k.lower(): float(v) for k, v in (best_valid or {}).items()}, "seconds": seconds,
+            "train_rows": len(train_data.dataset), "recbole": __import__("recbole").__version__, "torch": torch.__version__}
 
 
 def run_ours(args) -> dict:
@@ -105,7 +155,7 @@ def run_ours(args) -> dict:
     import torch
 
     from recsys.data.movielens import load_ml100k
-    from recsys.data.sequential import leave_one_out
+    from recsys.data.sequential import leave_one_out, training_examples
     from recsys.eval.sequential import LOO_METRICS, evaluate_split
     from recsys.pipelines.sequential import train_model
     from recsys.train.loop import TrainConfig
@@ -120,7 +170,8 @@ def run_ours(args) -> dict:
     masked = evaluate_split(trained.model, split, "test", LOO_METRICS, max_len=args.max_seq_len)
     unmasked = evaluate_split(trained.model, split, "test", LOO_METRICS, max_len=args.max_seq_len, mask_history=False)
     return {"side": "ours", **{f"{k}": v for k, v in unmasked.items()}, "masked": masked, "seconds": trained.seconds,
-            "best_epoch": trained.best_epoch, "torch": torch.__version__}
+            "best_epoch": trained.best_epoch,
+            "train_rows": len(training_examples(split.train, args.max_seq_len)), "torch": torch.__version__}
 
 
 def write_report(ours: dict | None, recbole: dict | None, error: str | None, args, out: Path) -> None:

@@ -93,26 +93,54 @@ def test_nt_xent_with_and_without_hard_negative():
 
 
 @pytest.mark.parametrize("logq", [False, True])
-def test_main_loss_is_in_batch_softmax_with_duplicate_targets_masked(logq):
+def test_main_loss_is_a_softmax_over_the_batchs_distinct_items(logq):
     model = make(logq_correction=logq).eval()  # eval: no dropout, so towers and loss see the same vectors
     batch = tiny_batch()
     with torch.no_grad():
         u = model.user_tower(batch)
-        v = model.item_tower(batch["item"])
+        # the batch's distinct targets are 3, 4, 5 (rows 3 and 4 share 5, which appears once as a
+        # column: a row's own target is never also its negative); rows target columns 1, 0, 2, 2
+        v = model.item_tower(torch.tensor([3, 4, 5]))
         logits = u @ v.T / model.config.temperature
         if logq:
             # item counts over the sequences, +1 each: items 1..6 -> 3, 4, 4, 3, 3, 2; padding 0 -> 1;
-            # total 20, so log q = log(count / 20) and the targets 4, 3, 5, 5 get log(3/20), log(4/20), ...
-            q = torch.tensor([3.0, 4.0, 3.0, 3.0]) / 20
+            # total 20, so the columns 3, 4, 5 get log q = log(4/20), log(3/20), log(3/20)
+            q = torch.tensor([4.0, 3.0, 3.0]) / 20
             logits = logits - q.log().unsqueeze(0)
-        # rows 2 and 3 both target item 5: each is the other's false negative, so it is dropped
-        logits[2, 3] = logits[3, 2] = float("-inf")
-        expected = torch.stack([-torch.log_softmax(logits[i], 0)[i] for i in range(4)]).mean()
+        expected = torch.stack([-torch.log_softmax(logits[i], 0)[c] for i, c in enumerate([1, 0, 2, 2])]).mean()
         got = model.loss_parts(batch)["main"]
     assert got.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-# -- towers and scores ------------------------------------------------------------------------
+def test_causal_encoder_gives_every_prefix_state_in_one_pass():
+    for name in ("cl-epidtn", "cl-dssm"):
+        model = make(name).eval()
+        window = torch.tensor([[0, 6, 1, 2, 3]])  # four real inputs, right-aligned
+        with torch.no_grad():
+            table = model._token_table()
+            states = model.encode_sequence(window, torch.tensor([4]), table, every_position=True)
+            for n in range(1, 5):  # the state after the first n inputs, encoded on their own
+                prefix = torch.tensor([[0] * (5 - n) + [6, 1, 2, 3][:n]])
+                alone = model.encode_sequence(prefix, torch.tensor([n]), table)
+                assert torch.allclose(states[0, n], alone[0], atol=1e-5), (name, n)
+
+
+def test_a_window_batch_is_its_prefix_batch_in_one_pass():
+    # user 4's window [6, 1, 2, 3, 4] with targets after inputs 2..5 -> 4 (prefix, target) pairs
+    model = make().eval()
+    windows = {"user": torch.tensor([4]), "item_seq": torch.tensor([[6, 1, 2, 3, 4]]),
+               "item_seq_len": torch.tensor([5]), "next_items": torch.tensor([[0, 2, 3, 4, 5]])}
+    prefixes = {"user": torch.tensor([4, 4, 4, 4]),
+                "item_seq": torch.tensor([[0, 0, 0, 6, 1], [0, 0, 6, 1, 2], [0, 6, 1, 2, 3], [6, 1, 2, 3, 4]]),
+                "item_seq_len": torch.tensor([2, 3, 4, 5]), "item": torch.tensor([2, 3, 4, 5])}
+    with torch.no_grad():
+        one_pass, separately = model.loss_parts(windows), model.loss_parts(prefixes)
+    # same (history, target) pairs and the same distinct items as columns: same main and mimic
+    # losses (the contrastive parts draw random views, so they are not compared)
+    assert one_pass["main"].item() == pytest.approx(separately["main"].item(), rel=1e-5)
+    assert one_pass["mimic"].item() == pytest.approx(separately["mimic"].item(), rel=1e-5)
+    with pytest.raises(ValueError, match="after a padding position"):
+        model.loss_parts(dict(windows, item_seq_len=torch.tensor([3]), item_seq=torch.tensor([[0, 0, 2, 3, 4]])))
 
 
 def test_shapes_padding_column_and_normalisation():

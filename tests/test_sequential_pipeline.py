@@ -22,6 +22,24 @@ def test_recent_only_keeps_each_users_latest_prefixes():
     assert examples.item_seq.tolist() == [[2, 3], [3, 4], [0, 6]]
 
 
+def test_training_windows_hold_every_prefix_once():
+    from recsys.data.sequential import training_examples, training_windows
+
+    sequences = {1: [1, 2, 3, 4, 5, 6, 7, 8, 9], 2: [5, 6], 3: [7]}
+    windows = training_windows(sequences, max_len=4)
+    # user 1 has inputs 1..8 and targets 2..9; windows of 4 inputs overlapping by 2, from the end:
+    # [5,6,7,8] trains its last two targets (8, 9: at least 2 items of history in the window),
+    # [3,4,5,6] trains 6, 7, and the first window [1,2,3,4] trains all of 2..5;
+    # user 2 is one short window [_,_,_,5] -> 6; user 3 (a single item) has no target
+    assert windows.item_seq.tolist() == [[5, 6, 7, 8], [3, 4, 5, 6], [1, 2, 3, 4], [0, 0, 0, 5]]
+    assert windows.next_items.tolist() == [[0, 0, 8, 9], [0, 0, 6, 7], [2, 3, 4, 5], [0, 0, 0, 6]]
+    assert windows.users.tolist() == [1, 1, 1, 2] and windows.item_seq_len.tolist() == [4, 4, 4, 1]
+    # the same targets as one example per prefix, each exactly once
+    assert windows.n_targets == len(training_examples(sequences, max_len=4)) == 9
+    batch = next(windows.batches(batch_size=3, shuffle=False))
+    assert batch["next_items"].shape == (3, 4) and batch["user"].tolist() == [1, 1, 1]
+
+
 def test_every_trainable_model_has_a_recipe():
     recipes = all_recipes()
     for name in ("sasrec", "youtube-dnn", "dssm", "mind"):

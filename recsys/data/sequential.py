@@ -155,10 +155,15 @@ class TrainingExamples:
 
     def batches(self, batch_size: int, seed: int = 0, epoch: int = 0, shuffle: bool = True) -> Iterator[dict]:
         """One epoch of batches, shuffled reproducibly by ``(seed, epoch)``."""
-        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        order = torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))
-        for index in order.split(batch_size):
+        for index in epoch_order(len(self), batch_size, seed, epoch, shuffle):
             yield self.batch(index)
+
+
+def epoch_order(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True) -> tuple[torch.Tensor, ...]:
+    """Row indices of one epoch's batches, shuffled reproducibly by ``(seed, epoch)``."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    return order.split(batch_size)
 
 
 def training_examples(sequences: dict[int, list[int]], max_len: int, min_history: int = 1) -> TrainingExamples:
@@ -179,6 +184,80 @@ def training_examples(sequences: dict[int, list[int]], max_len: int, min_history
         torch.tensor(seqs, dtype=torch.long).view(len(items), max_len),
         torch.tensor(lens, dtype=torch.long),
         torch.tensor(items, dtype=torch.long),
+    )
+
+
+@dataclass
+class TrainingWindows:
+    """Every (prefix, next item) pair again, but packed as windows for sequence-parallel training.
+
+    A causal sequence model (each position sees only earlier items) computes the user state
+    after *every* prefix of a window in one pass, so a window of ``max_len`` inputs carries up
+    to ``max_len`` training targets for the price of one forward pass: ``next_items[w, j]`` is
+    the item that followed input ``item_seq[w, j]`` (0: no target at that position). This is
+    SASRec's training scheme; it is what makes the paper-sized CL-EPIDTN affordable on a CPU.
+
+    Long sequences are cut into windows of ``max_len`` inputs that overlap by half, walking
+    back from the end; each target is trained exactly once, in the window where it has the
+    most history (at least ``max_len - max_len // 2`` items, except in a sequence's first
+    window). So the set of (history, target) pairs is :func:`training_examples`', with the
+    history truncated to ``max_len - max_len // 2 .. max_len`` items instead of ``max_len``.
+    """
+
+    users: torch.Tensor  # [W]
+    item_seq: torch.Tensor  # [W, max_len] inputs, right-aligned, 0-padded on the left
+    item_seq_len: torch.Tensor  # [W]
+    next_items: torch.Tensor  # [W, max_len] target after each input (0: none)
+
+    def __len__(self) -> int:
+        return int(self.users.numel())
+
+    @property
+    def n_targets(self) -> int:
+        return int((self.next_items > 0).sum())
+
+    def batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {
+            "user": self.users[index],
+            "item_seq": self.item_seq[index],
+            "item_seq_len": self.item_seq_len[index],
+            "next_items": self.next_items[index],
+        }
+
+    def batches(self, batch_size: int, seed: int = 0, epoch: int = 0, shuffle: bool = True) -> Iterator[dict]:
+        """One epoch of batches of ``batch_size`` windows, shuffled reproducibly by ``(seed, epoch)``."""
+        for index in epoch_order(len(self), batch_size, seed, epoch, shuffle):
+            yield self.batch(index)
+
+
+def training_windows(sequences: dict[int, list[int]], max_len: int) -> TrainingWindows:
+    """The windows of :class:`TrainingWindows` for every training sequence (see its docstring)."""
+    if max_len < 2:
+        raise ValueError(f"max_len must be at least 2 for window training, got {max_len}")
+    stride = max_len // 2
+    users, seqs, lens, targets = [], [], [], []
+    for user in sorted(sequences):
+        inputs, following = sequences[user][:-1], sequences[user][1:]
+        end = len(inputs)
+        while end > 0:
+            start = max(end - max_len, 0)
+            first_trained = start if start == 0 else end - stride  # earlier targets go to the next window
+            padded, length = pad_left(inputs[start:end], max_len)
+            wanted = [item if start + j >= first_trained else 0 for j, item in enumerate(following[start:end])]
+            users.append(user)
+            seqs.append(padded)
+            lens.append(length)
+            targets.append([0] * (max_len - length) + wanted)
+            if start == 0:
+                break
+            end -= stride
+    if not users:
+        raise ValueError("no training windows: every sequence has fewer than two items")
+    return TrainingWindows(
+        torch.tensor(users, dtype=torch.long),
+        torch.tensor(seqs, dtype=torch.long).view(len(users), max_len),
+        torch.tensor(lens, dtype=torch.long),
+        torch.tensor(targets, dtype=torch.long).view(len(users), max_len),
     )
 
 

@@ -12,11 +12,11 @@ the towers, each of which this module can switch off for the ablations:
 
 1. **A multi-layer Transformer user tower** (``use_transformer``). The user's recent items
    (item-id embedding + item-feature embeddings, plus a learned position embedding) go through
-   an L-layer ``nn.TransformerEncoder`` with a key-padding mask. The user vector concatenates
-   the encoding of the most recent item (real-time interest), the mean of the encodings over
-   the real positions (global interest), the user-feature embeddings and the augmented vector
-   ``a_u``, and an MLP maps that to ``d``. Off (the paper's *CL-DSSM* ablation): the sequence
-   part is the mean of the item embeddings, a DSSM/YouTube-DNN style user tower.
+   an L-layer causal ``nn.TransformerEncoder``. The user vector concatenates the encoding of
+   the most recent item (real-time interest), the mean of the encodings over the real
+   positions (global interest), the user-feature embeddings and the augmented vector ``a_u``,
+   and an MLP maps that to ``d``. Off (the paper's *CL-DSSM* ablation): the sequence part is
+   the mean of the item embeddings, a DSSM/YouTube-DNN style user tower.
 2. **Personalized dual augmented vectors with an adaptive-mimic loss** (``use_augmented``),
    after the Dual Augmented Two-tower model (DAT, Yu et al. 2021). A small MLP maps the user's
    personalized features (user id, activity bucket) to ``a_u`` and another maps the item's
@@ -36,9 +36,10 @@ the towers, each of which this module can switch off for the ablations:
    batch's items. Off (*EPIDTN*): only the main loss (and the mimic loss).
 
 Matching is cosine (both towers are L2-normalised) and the main loss is an in-batch softmax
-(InfoNCE with temperature ``temperature``): the batch's target items are the negatives, and a
-duplicate of a row's own target elsewhere in the batch is masked out (it is a false negative,
-not a negative); the logits are popularity-corrected by default (``logq_correction``, below).
+(InfoNCE with temperature ``temperature``) over the batch's distinct target items: each
+(prefix, target) pair is scored against every distinct target of the batch, so its own
+target appears once and is never also a negative; the logits are popularity-corrected by
+default (``logq_correction``, below).
 Total loss::
 
     main + lambda_cl * (seq_cl + attr_cl + item_cl) + mimic_weight * mimic
@@ -48,12 +49,18 @@ Choices made where the paper is silent (each is a knob or a comment below):
 * *Sequence tokens* are the **sum** of the item-id embedding and the item's feature embeddings
   (fields + mean-pooled genres), so the Transformer width is ``d``; the item tower instead
   **concatenates** the same embeddings, because an MLP can weigh fields a sum cannot.
-* *Positions* are counted from the most recent item (0 = latest), so a batch truncated to its
-  longest real history uses the same position embeddings as an untruncated one. The encoder is
-  bidirectional (no causal mask): the target is never inside the history, so nothing can leak.
-  Pre-LayerNorm layers (``norm_first``) with a final LayerNorm, GELU, feed-forward width
-  ``ffn_mult * d``; a user with an empty history gets one unmasked dummy position so attention
-  never sees an all-masked row (which gives NaN).
+* *The encoder is causal* (each position attends to itself and earlier items only), as in
+  SASRec. The paper does not say; a bidirectional encoder over a prefix would be equally
+  leak-free, but causality makes the state at every position the user's state after that
+  prefix, so one pass over a window of ``max_seq_len`` items trains up to ``max_seq_len``
+  (prefix, next item) pairs (:class:`~recsys.data.sequential.TrainingWindows`) instead of one.
+  That is ~10x less CPU per epoch than one pass per prefix (measured on ml-100k at paper size)
+  and is what makes the paper-sized model trainable on a CPU. The running mean at position
+  ``j`` covers positions ``..j``. *Positions* are counted from the oldest item read (0 =
+  oldest), so a prefix inside a window and the same history on its own get the same position
+  ids (tested). Pre-LayerNorm layers (``norm_first``) with a final LayerNorm, GELU,
+  feed-forward width ``ffn_mult * d``; a padded position attends to itself only, so no
+  attention row is all-masked (which gives NaN) and real positions never read padding.
 * *Activity bucket* = ``1 + floor(log2(len(sequence)))`` capped at ``n_activity_buckets - 1``
   (0: a user without history), computed from ``dataset.sequences`` as passed in - give the
   model the training sequences if test items must not be counted.
@@ -94,21 +101,16 @@ Choices made where the paper is silent (each is a knob or a comment below):
   most ``seq_cl_max_users`` random distinct users of the batch (128; ``None`` = all), because
   its three extra Transformer passes would otherwise cost three times the main task.
 
-CPU training: the cost is dominated by Transformer passes (one for the batch, three more for
-the sequence task: two views and the sub-sequence), each truncated to the longest real history
-it holds. Batches larger than the paper's (512-1024 rather than the usual 128-256) help CPU
-training: per-step overhead (the token table, the item tower, the optimizer step over every
-embedding row) is paid once per batch, the matrix products get larger and more efficient, and
-the in-batch softmax gets more negatives. ``n_layers`` / ``embedding_dim`` default to the
-paper-scale 5 / 128, which costs seconds *per batch* on a CPU. Measured on ml-100k-sized random
-data (943 users, 1,682 items, ~98.5k rows = every prefix of every history, batch 512, one
-thread, CPU seconds): 6.7 s per batch, ~21 min per epoch (EPIDTN 3.9 s, CL-DSSM 0.3 s);
-``QUICK_CPU_OVERRIDES`` (d=64, 2 layers) 1.2 s per batch, ~4 min per epoch. An epoch of one
-random row per user (943 rows, 2 batches) takes ~13 s at paper scale and ~2 s quick, so quick
-CPU runs should shrink the model and/or draw a few rows per user per epoch.
+CPU training: the cost is dominated by Transformer passes: one per window for the main task
+and three more for the sequence task (two views and the sub-sequence) on at most
+``seq_cl_max_users`` windows of the batch. Batches count windows, so a batch of 64 windows
+carries up to 64 x ``max_seq_len`` training pairs; larger batches (in pairs) than the paper's
+help CPU training: per-step overhead (the token table, the item tower, the optimizer step over
+every embedding row) is paid once per batch and the matrix products get more efficient.
 
 Batch keys (see :mod:`recsys.data.sequential`): ``user``, ``item_seq`` (right-aligned, 0-padded),
-``item_seq_len`` and, for training and :meth:`CLEPIDTN.predict`, ``item``.
+``item_seq_len``; for training either ``item`` (one target per row) or ``next_items`` (a target
+after each position, window training); :meth:`CLEPIDTN.predict` needs ``item``.
 """
 
 from __future__ import annotations
@@ -135,9 +137,6 @@ VARIANTS: dict[str, tuple[str, dict[str, bool]]] = {
     "cltd": ("CLTD", {"use_augmented": False}),
     "cl-dssm": ("CL-DSSM", {"use_transformer": False}),
 }
-
-#: a CPU-sized shape for quick runs (~5x cheaper per batch than the paper's 128-d, 5-layer one)
-QUICK_CPU_OVERRIDES: dict[str, int] = {"embedding_dim": 64, "n_layers": 2}
 
 
 @dataclass
@@ -458,36 +457,44 @@ class CLEPIDTN(NeuralRecommender, TwoTowerMixin):
         return seq[:, seq.shape[1] - t:], lens
 
     def encode_sequence(self, seq: torch.Tensor, lens: torch.Tensor, table: torch.Tensor,
-                        mask_ratio: float = 0.0) -> torch.Tensor:
-        """Encode right-aligned histories ``[B, T]`` with ``lens`` real items into ``[B, seq_width]``.
+                        mask_ratio: float = 0.0, every_position: bool = False) -> torch.Tensor:
+        """Encode right-aligned histories ``[B, T]`` with ``lens`` real items.
 
-        Padding never influences the output: padded tokens are zeroed, the Transformer gets a
-        key-padding mask and the mean runs over real positions only.
+        The encoder is causal: position ``j`` reads inputs ``..j`` only, so the state at ``j`` is
+        the user's state after that prefix. ``every_position=True`` returns all of them,
+        ``[B, T, seq_width]`` (window training); otherwise ``[B, seq_width]`` after the whole history.
+        Padding never reaches a real position: padded tokens are zero, no query reads a padded
+        key (a padded query reads only itself, so no attention row is empty) and the running
+        mean counts real positions only.
         """
-        t_real = max(int(lens.max()) if lens.numel() else 0, 1)
-        if seq.shape[1] > t_real:  # drop columns that are padding in every row (e.g. short sub-sequences)
-            seq = seq[:, seq.shape[1] - t_real:]
+        if not every_position:
+            t_real = max(int(lens.max()) if lens.numel() else 0, 1)
+            if seq.shape[1] > t_real:  # drop columns that are padding in every row (e.g. short sub-sequences)
+                seq = seq[:, seq.shape[1] - t_real:]
         b, t = seq.shape
         lens = lens.clamp(max=t)
-        pos = torch.arange(t, device=seq.device)
-        real = pos.unsqueeze(0) >= (t - lens).unsqueeze(1)  # [B, T]
+        cols = torch.arange(t, device=seq.device)
+        first_real = (t - lens).unsqueeze(1)
+        real = cols.unsqueeze(0) >= first_real  # [B, T]
         tokens = table[seq]
         if mask_ratio > 0:
             masked = (torch.rand(b, t, device=seq.device) < mask_ratio) & real
             tokens = torch.where(masked.unsqueeze(-1), self.mask_token.to(tokens.dtype), tokens)
         tokens = tokens * real.unsqueeze(-1)
-        n_real = real.sum(1, keepdim=True).clamp(min=1)
-        if self.encoder is None:
+        n_seen = real.cumsum(1).clamp(min=1).unsqueeze(-1)  # real positions up to and including j
+        if self.encoder is None:  # CL-DSSM: the running mean of the item tokens
             tokens = self.sequence_dropout(self.sequence_norm(tokens)) * real.unsqueeze(-1)
-            return tokens.sum(1) / n_real
-        recency = (t - 1 - pos).clamp(max=self.config.max_seq_len - 1)
-        h = self.sequence_dropout(self.sequence_norm(tokens + self.position_embedding(recency)))
-        padding = ~real
-        padding[:, -1] = False  # a user without history attends to one dummy position, never to nothing
-        h = self.encoder(h, src_key_padding_mask=padding)
-        last = h[:, -1]
-        mean = (h * real.unsqueeze(-1)).sum(1) / n_real
-        return torch.cat([last, mean], -1)
+            states = tokens.cumsum(1) / n_seen
+        else:
+            position = (cols.unsqueeze(0) - first_real).clamp(min=0)  # 0 = oldest item read
+            h = self.sequence_dropout(self.sequence_norm(tokens + self.position_embedding(position)))
+            causal = torch.tril(torch.ones(t, t, dtype=torch.bool, device=seq.device))
+            allowed = (causal.unsqueeze(0) & real.unsqueeze(1)) | torch.eye(t, dtype=torch.bool, device=seq.device)
+            blocked = (~allowed).repeat_interleave(self.config.n_heads, dim=0)  # [B * heads, T, T]
+            h = self.encoder(h, mask=blocked)
+            mean = (h * real.unsqueeze(-1)).cumsum(1) / n_seen
+            states = torch.cat([h, mean], -1)  # [most recent item's encoding, mean over the prefix]
+        return states if every_position else states[:, -1]
 
     # -- towers -----------------------------------------------------------------------------
 
@@ -577,33 +584,68 @@ class CLEPIDTN(NeuralRecommender, TwoTowerMixin):
         sub = sub * (cols >= t - sub_len.unsqueeze(1))
         return sub, sub_len
 
-    def loss_parts(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """Every loss term of the enabled components, unweighted (``calculate_loss`` weighs them)."""
-        cfg = self.config
+    def _targets(self, batch: Batch, seq: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        """``[B, T]`` target after each input column of ``seq`` (0: none), from either batch kind.
+
+        A window batch carries ``next_items`` (see :class:`~recsys.data.sequential.TrainingWindows`);
+        a prefix batch carries one ``item`` per row, the target after its last input (for a row
+        without history, after the empty sequence: the cold-start case).
+        """
+        t = seq.shape[1]
+        if "next_items" in batch:
+            targets = batch["next_items"].long()
+            if targets.shape != batch["item_seq"].shape:
+                raise ValueError(f"batch['next_items'] must have item_seq's shape {tuple(batch['item_seq'].shape)}, "
+                                 f"got {tuple(targets.shape)}")
+            dropped, targets = targets[:, : targets.shape[1] - t], targets[:, targets.shape[1] - t:]
+            targets = self._check_ids(targets, self.n_items, "next_items")
+            real = torch.arange(t, device=seq.device).unsqueeze(0) >= (t - lens).unsqueeze(1)
+            if (dropped > 0).any() or ((targets > 0) & ~real).any():
+                raise ValueError("batch['next_items'] has a target after a padding position")
+            return targets
         if "item" not in batch:
-            raise KeyError("training batches need batch['item'] (the target item of each row)")
-        items = self._check_ids(batch["item"], self.n_items, "item")
-        users = batch["user"].long()
+            raise KeyError("training batches need batch['item'] (the target of each row) or batch['next_items']")
+        targets = torch.zeros_like(seq)
+        targets[:, -1] = self._check_ids(batch["item"], self.n_items, "item")
+        return targets
+
+    def loss_parts(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Every loss term of the enabled components, unweighted (``calculate_loss`` weighs them).
+
+        Every (prefix, target) pair of the batch is one example of the main task; its
+        negatives are the batch's other distinct target items (an in-batch softmax whose
+        columns are the distinct items, so a duplicate of the row's own target is never a
+        negative).
+        """
+        cfg = self.config
+        users = self._check_ids(batch["user"], self.n_users, "user")
+        seq, lens = self._read_sequence(batch)
+        targets = self._targets(batch, seq, lens)
+        rows, cols = targets.nonzero(as_tuple=True)
+        if rows.numel() == 0:
+            raise ValueError("the batch has no training target")
         table = self._token_table()
-        u, a_u, seq, lens = self._user_forward(batch, table)
+        states = self.encode_sequence(seq, lens, table, every_position=True)
+        a_u = self._user_aug(users) if cfg.use_augmented else None
+        user_slots = self._user_slots(users)
+        u = self._user_vector(states[rows, cols], [s[rows] for s in user_slots],
+                              a_u[rows] if a_u is not None else None)
+        items, positive = torch.unique(targets[rows, cols], return_inverse=True)
         a_v = self._item_aug(items) if cfg.use_augmented else None
         v = self._item_vector(self._item_slots(items), a_v)
 
-        # Main task: in-batch softmax; another row with the same target is not a negative.
-        same_item = items.unsqueeze(0) == items.unsqueeze(1)
-        eye = torch.eye(items.shape[0], dtype=torch.bool, device=items.device)
-        sim = u @ v.T
-        if cfg.logq_correction:  # logits s/t - log q(item): popular items are not over-punished as negatives
-            sim = cfg.temperature * logq_correct(sim / cfg.temperature, self.item_log_frequency, items)
-        parts = {"main": info_nce(sim, cfg.temperature, same_item & ~eye)}
+        logits = u @ v.T / cfg.temperature
+        if cfg.logq_correction:  # logits - log q(item): popular items are not over-punished as negatives
+            logits = logq_correct(logits, self.item_log_frequency, items)
+        parts = {"main": F.cross_entropy(logits, positive)}
 
         if cfg.use_contrastive:
-            rows = self._first_rows(users)  # each user once
-            seq_rows = rows
-            if cfg.seq_cl_max_users is not None and len(rows) > cfg.seq_cl_max_users:
+            first = self._first_rows(users)  # each user once
+            seq_rows = first
+            if cfg.seq_cl_max_users is not None and len(first) > cfg.seq_cl_max_users:
                 # rows are in user-id order; a random subset keeps the task unbiased across ids
-                keep = torch.randperm(len(rows), device=rows.device)[: cfg.seq_cl_max_users]
-                seq_rows = rows[keep]
+                keep = torch.randperm(len(first), device=first.device)[: cfg.seq_cl_max_users]
+                seq_rows = first[keep]
             s_seq, s_len = seq[seq_rows], lens[seq_rows]
             z1 = F.normalize(self.encode_sequence(s_seq, s_len, table, cfg.mask_ratio), dim=-1)
             z2 = F.normalize(self.encode_sequence(s_seq, s_len, table, cfg.mask_ratio), dim=-1)
@@ -612,24 +654,22 @@ class CLEPIDTN(NeuralRecommender, TwoTowerMixin):
             parts["seq_cl"] = nt_xent(z1, z2, cfg.cl_temperature, hard, s_len >= 2)
 
             # Attribute views go through the user tower with an empty history (cold-start view).
-            cl_users = users[rows]
-            slots = self._user_slots(cl_users) + ([a_u[rows]] if a_u is not None else [])
-            empty = torch.zeros(len(rows), self.user_mlp[0].in_features - sum(s.shape[1] for s in slots),
+            slots = [s[first] for s in user_slots] + ([a_u[first]] if a_u is not None else [])
+            empty = torch.zeros(len(first), self.user_mlp[0].in_features - sum(s.shape[1] for s in slots),
                                 device=u.device, dtype=u.dtype)
             views = [F.normalize(self.user_mlp(torch.cat([empty, *self._mask_slots(slots)], -1)), dim=-1)
                      for _ in range(2)]
             parts["attr_cl"] = nt_xent(views[0], views[1], cfg.cl_temperature)
 
-            item_rows = self._first_rows(items)
-            slots = self._item_slots(items[item_rows]) + ([a_v[item_rows]] if a_v is not None else [])
+            slots = self._item_slots(items) + ([a_v] if a_v is not None else [])  # each distinct item once
             views = [F.normalize(self.item_mlp(torch.cat(self._mask_slots(slots), -1)), dim=-1) for _ in range(2)]
             parts["item_cl"] = nt_xent(views[0], views[1], cfg.cl_temperature)
 
         if cfg.use_augmented:
             # Adaptive mimic: each augmented vector imitates the other tower's (frozen) view.
             p = self.mimic_projection
-            parts["mimic"] = (((a_u - v.detach() @ p) ** 2).sum(-1).mean()
-                              + ((a_v - u.detach() @ p) ** 2).sum(-1).mean())
+            parts["mimic"] = (((a_u[rows] - v[positive].detach() @ p) ** 2).sum(-1).mean()
+                              + ((a_v[positive] - u.detach() @ p) ** 2).sum(-1).mean())
         return parts
 
     def calculate_loss(self, batch: Batch) -> torch.Tensor:

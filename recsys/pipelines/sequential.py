@@ -35,7 +35,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from recsys.data.sequential import SequentialDataset, SequentialSplit, TrainingExamples, leave_one_out, ratio_split, training_examples
+from recsys.data.sequential import (
+    SequentialDataset,
+    SequentialSplit,
+    TrainingExamples,
+    leave_one_out,
+    ratio_split,
+    training_examples,
+    training_windows,
+)
 from recsys.eval.sequential import LOO_METRICS, PROTOCOL, PROTOCOL_NO_TIME, RATIO_METRICS, evaluate_split
 from recsys.paths import PROJECT_ROOT
 from recsys.train.loop import Callback, TrainConfig, cpu_threads, fit
@@ -191,8 +199,13 @@ def train_model(
         model.fit(split.train)
         return TrainedModel(name, model, time.perf_counter() - started, 0, None)
     model = spec.build(train_view, overrides)
-    examples = recent_only(split.train, max_len, recent_examples)
-    log.info("%s on %s/%s: %d training examples", name, dataset.name, split.name, len(examples))
+    if name in VARIANTS:  # causal towers train on windows: every prefix of a window in one pass
+        examples = training_windows(split.train, max_len)
+        log.info("%s on %s/%s: %d windows holding %d training targets", name, dataset.name, split.name,
+                 len(examples), examples.n_targets)
+    else:
+        examples = recent_only(split.train, max_len, recent_examples)
+        log.info("%s on %s/%s: %d training examples", name, dataset.name, split.name, len(examples))
 
     def evaluate(m):
         return evaluate_split(m, split, "valid", ("hit@10", "ndcg@10"), max_len=max_len)
@@ -221,7 +234,7 @@ class ReproduceSettings:
     anime_max_users: int | None = 5000
     cl_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. smaller CL-EPIDTN in quick mode
     cl_epochs: int | None = None  # CL-EPIDTN family's epoch budget; None: ``epochs``
-    cl_recent_examples: int | None = None  # CL-EPIDTN family's prefixes per user; None: ``recent_examples``
+    cl_batch_size: int = 64  # CL-EPIDTN family: windows per batch (each holds up to max_seq_len targets)
     threads: int | None = None  # torch CPU threads for the run; None: torch's default
     sweep: dict[str, list] = field(default_factory=lambda: {
         "n_layers": [1, 2, 3, 4, 5, 6], "embedding_dim": [32, 64, 128, 256], "lambda_cl": [0.0, 0.01, 0.1, 0.5, 1.0, 2.0]})
@@ -235,16 +248,20 @@ class ReproduceSettings:
 # fewer examples per epoch; one thread is ~2x faster than two on the 2-core dev machine (small ops, sync overhead).
 QUICK = ReproduceSettings(
     seeds=2, epochs=4, patience=None, batch_size=128, lr=3e-3, max_seq_len=20, recent_examples=10, ratio_seeds=1,
-    anime_max_users=300, cl_overrides={"embedding_dim": 64, "n_layers": 2}, cl_epochs=2, cl_recent_examples=5, threads=1,
+    anime_max_users=300, cl_overrides={"embedding_dim": 64, "n_layers": 2}, cl_epochs=2, cl_batch_size=64, threads=1,
     sweep={"n_layers": [1, 3], "embedding_dim": [32, 64], "lambda_cl": [0.1, 1.0]}, sweep_seeds=1, sweep_epochs=1, quick=True,
 )
 
 
-def _budget(name: str, settings: ReproduceSettings) -> tuple[int, int | None]:
-    """(epochs, recent_examples) of model ``name``: the CL-EPIDTN family may have its own."""
+def _budget(name: str, settings: ReproduceSettings) -> tuple[int, int | None, int]:
+    """(epochs, recent_examples, batch_size) of model ``name``: the CL-EPIDTN family has its own.
+
+    The family trains on windows (every prefix, see ``train_model``), so ``recent_examples``
+    does not apply to it and its batches count windows, not prefixes.
+    """
     if name in VARIANTS:
-        return settings.cl_epochs or settings.epochs, settings.cl_recent_examples or settings.recent_examples
-    return settings.epochs, settings.recent_examples
+        return settings.cl_epochs or settings.epochs, None, settings.cl_batch_size
+    return settings.epochs, settings.recent_examples, settings.batch_size
 
 
 def _examples_text(recent: int | None) -> str:
@@ -253,12 +270,13 @@ def _examples_text(recent: int | None) -> str:
 
 def describe_settings(s: ReproduceSettings) -> str:
     cl = ", ".join(f"{k}={v}" for k, v in s.cl_overrides.items()) or "paper defaults (M=128, L=5, lambda=1)"
-    cl_epochs, cl_recent = _budget(VARIANTS[0], s)
+    cl_epochs, _, cl_batch = _budget(VARIANTS[0], s)
     return (
         f"{'QUICK' if s.quick else 'FULL'}: {s.seeds} seeds, up to {s.epochs} epochs"
         f"{f' (patience {s.patience})' if s.patience else ''}, batch {s.batch_size}, lr {s.lr}, max_seq_len {s.max_seq_len}, "
         f"training examples: {_examples_text(s.recent_examples)}; Recall split on {s.ratio_seeds or s.seeds} seed(s); "
-        f"CL-EPIDTN family: {cl}, up to {cl_epochs} epochs on {_examples_text(cl_recent)}; "
+        f"CL-EPIDTN family: {cl}, up to {cl_epochs} epochs on all prefixes (causal window training, "
+        f"{cl_batch} windows of up to {s.max_seq_len} prefixes per batch); "
         f"sweeps {s.sweep} on {s.sweep_seeds} seed(s), {s.sweep_epochs or cl_epochs} epoch(s); "
         f"{f'{s.threads} CPU thread(s); ' if s.threads else ''}"
         f"anime: first {s.anime_max_users} users of the sample."
@@ -399,9 +417,9 @@ def _reproduce(datasets, settings: ReproduceSettings, models: list[str], out_dir
     return report
 
 
-def _train_config(settings: ReproduceSettings, seed: int, epochs: int | None = None) -> TrainConfig:
+def _train_config(settings: ReproduceSettings, seed: int, epochs: int, batch_size: int) -> TrainConfig:
     return TrainConfig(
-        epochs=epochs or settings.epochs, lr=settings.lr, batch_size=settings.batch_size, seed=seed,
+        epochs=epochs, lr=settings.lr, batch_size=batch_size, seed=seed,
         patience=settings.patience, monitor="ndcg@10", device="auto",
     )
 
@@ -425,8 +443,9 @@ def _reproduce_dataset(dataset: SequentialDataset, settings: ReproduceSettings, 
     for seed, name, kind in bar:
         bar.set_postfix_str(f"{name} seed {seed} {kind}")
         split = loo if kind == "loo" else ratio
-        epochs, recent = _budget(name, settings)
-        trained = train_model(name, dataset, split, _train_config(settings, seed, epochs), _overrides(name, settings), recent)
+        epochs, recent, batch_size = _budget(name, settings)
+        trained = train_model(name, dataset, split, _train_config(settings, seed, epochs, batch_size),
+                              _overrides(name, settings), recent)
         metrics = test_metrics(trained, split, settings.max_seq_len)
         record = records.setdefault((seed, name), {"dataset": dataset.name, "model": name, "seed": seed, "seconds": 0.0})
         record.update(metrics)
@@ -487,8 +506,9 @@ def run_sweeps(dataset, split, settings: ReproduceSettings, out_dir: Path, progr
         if param == "embedding_dim":
             heads = overrides.get("n_heads", 2)
             overrides["embedding_dim"] = max(int(value) // heads * heads, heads)
-        epochs, recent = _budget("cl-epidtn", settings)
-        trained = train_model("cl-epidtn", dataset, split, _train_config(settings, seed, settings.sweep_epochs or epochs), overrides, recent)
+        epochs, recent, batch_size = _budget("cl-epidtn", settings)
+        config = _train_config(settings, seed, settings.sweep_epochs or epochs, batch_size)
+        trained = train_model("cl-epidtn", dataset, split, config, overrides, recent)
         rows.append({"param": param, "value": value, "seed": seed, **test_metrics(trained, split, settings.max_seq_len), "seconds": trained.seconds})
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -601,12 +621,13 @@ def _register_recipes() -> None:
     for name, spec in MODELS.items():
         if spec.kind != "neural":
             continue
+        batch = 64 if name in VARIANTS else 256  # the CL-EPIDTN family's batches are windows of many prefixes
         register(Recipe(
             name=name,
             domain="sequential",
             summary=f"{spec.display} ({spec.paper}) on ml-100k/anime, leave-one-out full ranking",
-            defaults=TrainConfig(epochs=2, lr=1e-3, batch_size=256, monitor="ndcg@10"),
-            full=TrainConfig(epochs=30, lr=1e-3, batch_size=256, patience=5, monitor="ndcg@10"),
+            defaults=TrainConfig(epochs=2, lr=1e-3, batch_size=batch, monitor="ndcg@10"),
+            full=TrainConfig(epochs=30, lr=1e-3, batch_size=batch, patience=5, monitor="ndcg@10"),
             run=_recipe_run(name),
             options=dict(RECIPE_OPTIONS),
         ))
