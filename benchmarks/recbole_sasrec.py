@@ -166,7 +166,7 @@ def run_ours(args) -> dict:
     # RecBole's trainer: Adam, constant learning rate, no gradient clipping, best epoch by valid NDCG@10
     config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, optimizer="adam", scheduler="none",
                          grad_clip=None, seed=args.seed, device="cpu", monitor="ndcg@10")
-    trained = train_model("sasrec", dataset, split, config, overrides)
+    trained = train_model("sasrec", dataset, split, config, overrides, windows=False)  # one row per prefix, as RecBole
     masked = evaluate_split(trained.model, split, "test", LOO_METRICS, max_len=args.max_seq_len)
     unmasked = evaluate_split(trained.model, split, "test", LOO_METRICS, max_len=args.max_seq_len, mask_history=False)
     return {"side": "ours", **{f"{k}": v for k, v in unmasked.items()}, "masked": masked, "seconds": trained.seconds,

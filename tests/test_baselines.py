@@ -100,6 +100,20 @@ def test_sasrec_is_causal():
     assert not torch.allclose(a[:, 4], b[:, 4])  # the last position does
 
 
+def test_sasrec_window_loss_is_the_loss_of_its_prefixes():
+    torch.manual_seed(0)
+    data, _ = toy_batch()
+    model = SASRec(NEURAL[3][1], data).eval()  # dropout 0: the two losses see the same states
+    # one window [3, 4, 5, 6] with the next item after each input: 4, 5, 6, 7
+    window = {"item_seq": torch.tensor([[0, 3, 4, 5, 6]]), "next_items": torch.tensor([[0, 4, 5, 6, 7]])}
+    # the same four (prefix, target) pairs as rows; positions count from the oldest item, so each
+    # prefix gets the ids it has inside the window
+    prefixes = {"item_seq": torch.tensor([[0, 0, 0, 0, 3], [0, 0, 0, 3, 4], [0, 0, 3, 4, 5], [0, 3, 4, 5, 6]]),
+                "item": torch.tensor([4, 5, 6, 7])}
+    with torch.no_grad():
+        assert model.calculate_loss(window).item() == pytest.approx(model.calculate_loss(prefixes).item(), rel=1e-5)
+
+
 def test_most_popular_counts_training_items():
     data = toy_dataset(n_users=2, n_items=4)
     model = MostPopular(None, data).fit({1: [1, 2, 2], 2: [2, 3]})

@@ -7,9 +7,12 @@ item + learned position embeddings → LayerNorm → dropout → ``n_layers`` po
 Transformer blocks (multi-head causal self-attention, GELU feed-forward) → the output
 at the last position is the user's state; scores are its dot product with the shared
 item embedding table, and the loss is cross-entropy over all items (RecBole's default
-``loss_type='CE'``). Sequences are right-aligned here (most recent item last), so the
-state is read at the last position; padded keys are masked with -10000 like RecBole,
-which keeps fully-padded rows finite.
+``loss_type='CE'``). It trains on one prefix per row (RecBole's data augmentation, used in the
+peer check) or on windows, every position's next item at once (Kang & McAuley's own scheme;
+the same (prefix, target) pairs, see :class:`~recsys.data.sequential.TrainingWindows`), which
+the reproduction uses. Sequences are right-aligned here (most recent item last), so the
+state is read at the last position; position ids count from the oldest item read, as
+RecBole's; padded keys are masked with -10000 like RecBole, which keeps fully-padded rows finite.
 """
 
 from __future__ import annotations
@@ -101,7 +104,10 @@ class SASRec(NeuralRecommender):
         n = item_seq.shape[1]
         if n > self.config.max_seq_len:
             raise ValueError(f"sequence length {n} exceeds max_seq_len {self.config.max_seq_len}")
-        positions = torch.arange(self.config.max_seq_len - n, self.config.max_seq_len, device=item_seq.device)
+        # RecBole's position ids: 0 = the oldest item read, so a prefix inside a window and the same
+        # history on its own get the same ids (window training is then exactly per-prefix training)
+        first_real = n - (item_seq > 0).sum(1, keepdim=True)
+        positions = (torch.arange(n, device=item_seq.device).unsqueeze(0) - first_real).clamp(min=0)
         x = self.dropout(self.norm(self.item_embedding(item_seq) + self.position_embedding(positions)))
         mask = causal_mask(item_seq)
         for block in self.blocks:
@@ -115,8 +121,14 @@ class SASRec(NeuralRecommender):
         return self.item_embedding.weight if items is None else self.item_embedding(items)
 
     def calculate_loss(self, batch):
-        logits = self.user_tower(batch) @ self.item_tower().T
-        return F.cross_entropy(logits, batch["item"])
+        """Cross-entropy over all items, for one target per row (``item``, RecBole's data) or for a
+        target after every position (``next_items``, windows: the original SASRec's training)."""
+        if "next_items" not in batch:
+            logits = self.user_tower(batch) @ self.item_tower().T
+            return F.cross_entropy(logits, batch["item"])
+        targets = batch["next_items"]
+        states = self.sequence_output(batch["item_seq"])[targets > 0]  # causal: the state after each prefix
+        return F.cross_entropy(states @ self.item_tower().T, targets[targets > 0])
 
     def full_sort_predict(self, batch):
         return pad_column(self.user_tower(batch) @ self.item_tower().T)

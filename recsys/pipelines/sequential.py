@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 RESULTS_ENV = "RECSYS_RESULTS_DIR"
 DATASETS = ("ml-100k", "anime")
 VARIANTS = ("cl-epidtn", "epidtn", "cltd", "cl-dssm")  # the model and its three ablations
+WINDOW_TRAINED = (*VARIANTS, "sasrec")  # causal user towers: trained on windows of every prefix
 PAPER = {  # the paper's own numbers (Table 3/4), different data: for reference only
     "Amazon Books": {"hit@10": 0.0351, "recall@50": 0.1123},
     "Tmall": {"hit@10": 0.0901, "recall@50": 0.1599},
@@ -176,6 +177,7 @@ def train_model(
     overrides: dict[str, Any] | None = None,
     recent_examples: int | None = None,
     callbacks: Sequence[Callback] = (),
+    windows: bool | None = None,
 ) -> TrainedModel:
     """Build ``name`` on the training part of ``split`` and train/fit it.
 
@@ -183,9 +185,11 @@ def train_model(
     that nothing it computes from sequences at construction (CL-EPIDTN's activity buckets)
     can see validation or test items. Validation NDCG@10 selects the best epoch.
 
-    Training data: the CL-EPIDTN family (causal towers) always trains on every prefix, packed
-    in windows of ``max_seq_len`` inputs (``train.batch_size`` counts windows); the other
-    neural models get one row per prefix, only each user's ``recent_examples`` latest when given.
+    Training data: the causal models (SASRec and the CL-EPIDTN family, ``WINDOW_TRAINED``)
+    always train on every prefix, packed in windows of ``max_seq_len`` inputs
+    (``train.batch_size`` counts windows); the other neural models get one row per prefix,
+    only each user's ``recent_examples`` latest when given. ``windows=False`` gives a causal
+    model one row per prefix too (the RecBole peer check trains SASRec as RecBole does).
     """
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
@@ -203,7 +207,9 @@ def train_model(
         model.fit(split.train)
         return TrainedModel(name, model, time.perf_counter() - started, 0, None)
     model = spec.build(train_view, overrides)
-    if name in VARIANTS:  # causal towers train on windows: every prefix of a window in one pass
+    if windows is None:
+        windows = name in WINDOW_TRAINED
+    if windows:  # causal towers train on windows: every prefix of a window in one pass
         examples = training_windows(split.train, max_len)
         log.info("%s on %s/%s: %d windows holding %d training targets", name, dataset.name, split.name,
                  len(examples), examples.n_targets)
@@ -238,8 +244,9 @@ class ReproduceSettings:
     anime_max_users: int | None = 5000
     cl_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. smaller CL-EPIDTN in quick mode
     cl_epochs: int | None = None  # CL-EPIDTN family's epoch budget; None: ``epochs``
-    cl_batch_size: int = 64  # CL-EPIDTN family: windows per batch (each holds up to max_seq_len targets)
-    threads: int | None = None  # torch CPU threads for the run; None: torch's default
+    window_batch_size: int = 64  # SASRec and the CL-EPIDTN family: windows per batch (up to max_seq_len targets each)
+    threads: int | None = None  # torch CPU threads per training process; None: torch's default
+    workers: int = 1  # training processes running (model, seed, split) jobs side by side
     sweep: dict[str, list] = field(default_factory=lambda: {
         "n_layers": [1, 2, 3, 4, 5, 6], "embedding_dim": [32, 64, 128, 256], "lambda_cl": [0.0, 0.01, 0.1, 0.5, 1.0, 2.0]})
     sweep_seeds: int = 1
@@ -254,19 +261,22 @@ class ReproduceSettings:
 QUICK = ReproduceSettings(
     seeds=2, epochs=4, patience=None, batch_size=128, lr=3e-3, max_seq_len=20, recent_examples=10, ratio_seeds=1,
     anime_max_users=300, cl_overrides={"embedding_dim": 64, "n_layers": 2, "seq_cl_max_users": 16}, cl_epochs=2,
-    cl_batch_size=64, threads=1,
+    window_batch_size=64, threads=1, workers=2,
     sweep={"n_layers": [1, 3], "embedding_dim": [32, 64], "lambda_cl": [0.1, 1.0]}, sweep_seeds=1, sweep_epochs=1, quick=True,
 )
 
 
 def _budget(name: str, settings: ReproduceSettings) -> tuple[int, int | None, int]:
-    """(epochs, recent_examples, batch_size) of model ``name``: the CL-EPIDTN family has its own.
+    """(epochs, recent_examples, batch_size) of model ``name``.
 
-    The family trains on windows (every prefix, see ``train_model``), so ``recent_examples``
-    does not apply to it and its batches count windows, not prefixes.
+    The window-trained models see every prefix (see ``train_model``), so ``recent_examples``
+    does not apply to them and their batches count windows; the CL-EPIDTN family may also
+    have its own epoch budget.
     """
     if name in VARIANTS:
-        return settings.cl_epochs or settings.epochs, None, settings.cl_batch_size
+        return settings.cl_epochs or settings.epochs, None, settings.window_batch_size
+    if name in WINDOW_TRAINED:
+        return settings.epochs, None, settings.window_batch_size
     return settings.epochs, settings.recent_examples, settings.batch_size
 
 
@@ -276,13 +286,13 @@ def _examples_text(recent: int | None) -> str:
 
 def describe_settings(s: ReproduceSettings) -> str:
     cl = ", ".join(f"{k}={v}" for k, v in s.cl_overrides.items()) or "paper defaults (M=128, L=5, lambda=1)"
-    cl_epochs, _, cl_batch = _budget(VARIANTS[0], s)
+    cl_epochs = _budget(VARIANTS[0], s)[0]
     return (
         f"{'QUICK' if s.quick else 'FULL'}: {s.seeds} seeds, up to {s.epochs} epochs"
         f"{f' (patience {s.patience})' if s.patience else ''}, batch {s.batch_size}, lr {s.lr}, max_seq_len {s.max_seq_len}, "
-        f"training examples: {_examples_text(s.recent_examples)}; Recall split on {s.ratio_seeds or s.seeds} seed(s); "
-        f"CL-EPIDTN family: {cl}, up to {cl_epochs} epochs on all prefixes (causal window training, "
-        f"{cl_batch} windows of up to {s.max_seq_len} prefixes per batch); "
+        f"SASRec and the CL-EPIDTN family train on every prefix (causal windows, {s.window_batch_size} windows of up to "
+        f"{s.max_seq_len} prefixes per batch), DSSM, YouTube DNN and MIND on {_examples_text(s.recent_examples)}; "
+        f"Recall split on {s.ratio_seeds or s.seeds} seed(s); CL-EPIDTN family: {cl}, up to {cl_epochs} epochs; "
         f"sweeps {s.sweep} on {s.sweep_seeds} seed(s), {s.sweep_epochs or cl_epochs} epoch(s); "
         f"{f'{s.threads} CPU thread(s); ' if s.threads else ''}"
         f"anime: first {s.anime_max_users} users of the sample."
@@ -437,28 +447,96 @@ def _overrides(name: str, settings: ReproduceSettings) -> dict[str, Any]:
     return overrides
 
 
-def _reproduce_dataset(dataset: SequentialDataset, settings: ReproduceSettings, models: list[str], out_dir: Path, progress: bool) -> dict:
+@dataclass
+class TrainingJob:
+    """One model trained on one split with one seed, then tested: the unit of a reproduction."""
+
+    name: str
+    split: str  # loo | ratio
+    seed: int
+    config: TrainConfig
+    overrides: dict[str, Any]
+    recent_examples: int | None
+
+    def run(self, dataset: SequentialDataset, splits: dict[str, SequentialSplit]) -> dict[str, Any]:
+        split = splits[self.split]
+        trained = train_model(self.name, dataset, split, self.config, self.overrides, self.recent_examples)
+        return {"metrics": test_metrics(trained, split, int(self.overrides["max_seq_len"])), "seconds": trained.seconds,
+                "epochs": trained.epochs, "best_epoch": trained.best_epoch}
+
+
+_WORKER: dict[str, Any] = {}  # a worker process's dataset and splits, set once by _start_worker
+
+
+def _start_worker(dataset: SequentialDataset, threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+    _WORKER.update(dataset=dataset, splits={kind: make_split(dataset, kind) for kind in ("loo", "ratio")})
+
+
+def _run_in_worker(job: TrainingJob) -> dict[str, Any]:
+    return job.run(_WORKER["dataset"], _WORKER["splits"])
+
+
+def run_jobs(dataset: SequentialDataset, jobs: list[TrainingJob], workers: int, threads: int | None,
+             desc: str, progress: bool = True) -> list[dict[str, Any]]:
+    """Run ``jobs`` (results in job order), in ``workers`` processes of ``threads`` torch threads each.
+
+    Why processes: the models are small, so one torch thread per job is faster than two
+    (see ``cpu_threads``), and a 2-core machine then runs two jobs at once for ~2x the
+    throughput. Jobs are independent and seeded, so results do not depend on ``workers``.
+    """
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
     from tqdm.auto import tqdm
 
-    loo, ratio = make_split(dataset, "loo"), make_split(dataset, "ratio")
+    bar = tqdm(total=len(jobs), desc=desc, disable=not progress, unit="model")
+    results: list[dict[str, Any] | None] = [None] * len(jobs)
+    if workers <= 1:
+        splits = {kind: make_split(dataset, kind) for kind in ("loo", "ratio")}
+        for index, job in enumerate(jobs):
+            bar.set_postfix_str(f"{job.name} seed {job.seed} {job.split}")
+            results[index] = job.run(dataset, splits)
+            bar.update(1)
+    else:
+        # spawn, not fork: a forked child inherits torch's thread pool state, which can deadlock
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_start_worker,
+                                 initargs=(dataset, threads)) as pool:
+            futures = {pool.submit(_run_in_worker, job): index for index, job in enumerate(jobs)}
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                job = jobs[futures[future]]
+                bar.set_postfix_str(f"{job.name} seed {job.seed} {job.split} done")
+                bar.update(1)
+    bar.close()
+    return results
+
+
+def _job(name: str, split: str, seed: int, settings: ReproduceSettings, overrides: dict | None = None,
+         epochs: int | None = None) -> TrainingJob:
+    budget_epochs, recent, batch_size = _budget(name, settings)
+    return TrainingJob(name, split, seed, _train_config(settings, seed, epochs or budget_epochs, batch_size),
+                       overrides or _overrides(name, settings), recent)
+
+
+def _reproduce_dataset(dataset: SequentialDataset, settings: ReproduceSettings, models: list[str], out_dir: Path, progress: bool) -> dict:
     ratio_seeds = settings.ratio_seeds or settings.seeds
-    jobs = [(seed, m, "loo") for seed in range(settings.seeds) for m in models]
-    jobs += [(seed, m, "ratio") for seed in range(ratio_seeds) for m in models]
+    # the costly window-trained models first, so that parallel workers finish together
+    ordered = sorted(models, key=lambda m: m not in WINDOW_TRAINED)
+    jobs = [_job(m, "loo", seed, settings) for seed in range(settings.seeds) for m in ordered]
+    jobs += [_job(m, "ratio", seed, settings) for seed in range(ratio_seeds) for m in ordered]
+    results = run_jobs(dataset, jobs, settings.workers, settings.threads, dataset.name, progress)
     records: dict[tuple[int, str], dict[str, Any]] = {}
-    bar = tqdm(jobs, desc=f"{dataset.name}", disable=not progress, unit="model")
-    for seed, name, kind in bar:
-        bar.set_postfix_str(f"{name} seed {seed} {kind}")
-        split = loo if kind == "loo" else ratio
-        epochs, recent, batch_size = _budget(name, settings)
-        trained = train_model(name, dataset, split, _train_config(settings, seed, epochs, batch_size),
-                              _overrides(name, settings), recent)
-        metrics = test_metrics(trained, split, settings.max_seq_len)
-        record = records.setdefault((seed, name), {"dataset": dataset.name, "model": name, "seed": seed, "seconds": 0.0})
-        record.update(metrics)
-        record["seconds"] += trained.seconds
-        if kind == "loo":
-            record["epochs"], record["best_epoch"] = trained.epochs, trained.best_epoch
-        log.info("%s %s seed %d %s: %s", dataset.name, name, seed, kind, metrics)
+    for job, result in zip(jobs, results, strict=True):
+        record = records.setdefault((job.seed, job.name), {"dataset": dataset.name, "model": job.name, "seed": job.seed,
+                                                           "seconds": 0.0})
+        record.update(result["metrics"])
+        record["seconds"] += result["seconds"]
+        if job.split == "loo":
+            record["epochs"], record["best_epoch"] = result["epochs"], result["best_epoch"]
+        log.info("%s %s seed %d %s: %s", dataset.name, job.name, job.seed, job.split, result["metrics"])
+    records = dict(sorted(records.items(), key=lambda kv: (kv[0][0], models.index(kv[0][1]))))
     runs = pd.DataFrame(list(records.values()))
     for metric in ALL_METRICS:
         if metric not in runs:
@@ -475,7 +553,7 @@ def _reproduce_dataset(dataset: SequentialDataset, settings: ReproduceSettings, 
         ablation["removed"] = ablation["model"].map(ABLATION_TEXT)
     ablation.to_csv(f"{prefix}_ablation.csv", index=False)
 
-    sweeps = run_sweeps(dataset, loo, settings, out_dir, progress) if "cl-epidtn" in models else pd.DataFrame()
+    sweeps = run_sweeps(dataset, settings, out_dir, progress) if "cl-epidtn" in models else pd.DataFrame()
     meta = {
         "dataset": dataset.name, "n_users": dataset.n_users, "n_items": dataset.n_items,
         "n_interactions": int(sum(len(s) for s in dataset.sequences.values())),
@@ -501,21 +579,21 @@ def _reproduce_dataset(dataset: SequentialDataset, settings: ReproduceSettings, 
     return {"summary": summary, "ttests": tests, "sweeps": sweeps}
 
 
-def run_sweeps(dataset, split, settings: ReproduceSettings, out_dir: Path, progress: bool = True) -> pd.DataFrame:
-    """CL-EPIDTN with one hyper-parameter varied at a time (others at the run's settings)."""
-    from tqdm.auto import tqdm
-
-    jobs = [(param, value, seed) for param, values in settings.sweep.items() for value in values for seed in range(settings.sweep_seeds)]
-    rows = []
-    for param, value, seed in tqdm(jobs, desc=f"{dataset.name} sweeps", disable=not progress, unit="run"):
-        overrides = {**_overrides("cl-epidtn", settings), param: value}
-        if param == "embedding_dim":
-            heads = overrides.get("n_heads", 2)
-            overrides["embedding_dim"] = max(int(value) // heads * heads, heads)
-        epochs, recent, batch_size = _budget("cl-epidtn", settings)
-        config = _train_config(settings, seed, settings.sweep_epochs or epochs, batch_size)
-        trained = train_model("cl-epidtn", dataset, split, config, overrides, recent)
-        rows.append({"param": param, "value": value, "seed": seed, **test_metrics(trained, split, settings.max_seq_len), "seconds": trained.seconds})
+def run_sweeps(dataset, settings: ReproduceSettings, out_dir: Path, progress: bool = True) -> pd.DataFrame:
+    """CL-EPIDTN with one hyper-parameter varied at a time (others at the run's settings), leave-one-out."""
+    jobs, rows = [], []
+    for param, values in settings.sweep.items():
+        for value in values:
+            for seed in range(settings.sweep_seeds):
+                overrides = {**_overrides("cl-epidtn", settings), param: value}
+                if param == "embedding_dim":
+                    heads = overrides.get("n_heads", 2)
+                    overrides["embedding_dim"] = max(int(value) // heads * heads, heads)
+                jobs.append(_job("cl-epidtn", "loo", seed, settings, overrides, settings.sweep_epochs))
+                rows.append({"param": param, "value": value, "seed": seed})
+    results = run_jobs(dataset, jobs, settings.workers, settings.threads, f"{dataset.name} sweeps", progress)
+    for row, result in zip(rows, results, strict=True):
+        row.update(result["metrics"], seconds=result["seconds"])
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
@@ -627,7 +705,7 @@ def _register_recipes() -> None:
     for name, spec in MODELS.items():
         if spec.kind != "neural":
             continue
-        batch = 64 if name in VARIANTS else 256  # the CL-EPIDTN family's batches are windows of many prefixes
+        batch = 64 if name in WINDOW_TRAINED else 256  # a window batch holds up to max_seq_len prefixes per row
         register(Recipe(
             name=name,
             domain="sequential",
@@ -688,6 +766,8 @@ def _cmd_reproduce(args) -> int:
         settings.seeds = args.seeds
     if args.epochs:
         settings.epochs, settings.cl_epochs = args.epochs, None
+    if args.workers:
+        settings.workers = args.workers
     datasets = list(DATASETS) if args.dataset == "all" else [args.dataset]
     models = args.models.split(",") if args.models else None
     command = "python -m recsys " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith(("recsys", "__main__.py")) else None
@@ -715,6 +795,7 @@ def register_cli(verbs: dict) -> None:
     reproduce_parser.add_argument("--dataset", choices=[*DATASETS, "all"], default="ml-100k")
     reproduce_parser.add_argument("--seeds", type=int, help="number of seeds (default 5; 2 with --quick)")
     reproduce_parser.add_argument("--epochs", type=int, help="override the epoch budget")
+    reproduce_parser.add_argument("--workers", type=int, help="training processes side by side (default 1; 2 with --quick)")
     reproduce_parser.add_argument("--models", help=f"comma-separated subset of: {', '.join(MODELS)}")
     reproduce_parser.add_argument("--out", help=f"output folder (default ${RESULTS_ENV} or docs/results/cl-epidtn)")
     reproduce_parser.set_defaults(func=_cmd_reproduce)
