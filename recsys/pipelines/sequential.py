@@ -294,7 +294,7 @@ def describe_settings(s: ReproduceSettings) -> str:
         f"{s.max_seq_len} prefixes per batch), DSSM, YouTube DNN and MIND on {_examples_text(s.recent_examples)}; "
         f"Recall split on {s.ratio_seeds or s.seeds} seed(s); CL-EPIDTN family: {cl}, up to {cl_epochs} epochs; "
         f"sweeps {s.sweep} on {s.sweep_seeds} seed(s), {s.sweep_epochs or cl_epochs} epoch(s); "
-        f"{f'{s.threads} CPU thread(s); ' if s.threads else ''}"
+        f"{s.workers} training process(es){f' of {s.threads} CPU thread(s)' if s.threads else ''}; "
         f"anime: first {s.anime_max_users} users of the sample."
     )
 
