@@ -127,8 +127,19 @@ def pad_left(seq: list[int], max_len: int) -> tuple[list[int], int]:
     return [0] * (max_len - len(tail)) + tail, len(tail)
 
 
+class ShuffledBatches:
+    """``batches()`` for a row store with ``__len__`` and ``batch(index)``."""
+
+    def batches(self, batch_size: int, seed: int = 0, epoch: int = 0, shuffle: bool = True) -> Iterator[dict]:
+        """One epoch of batches of ``batch_size`` rows, shuffled reproducibly by ``(seed, epoch)``."""
+        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        order = torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))
+        for index in order.split(batch_size):
+            yield self.batch(index)
+
+
 @dataclass
-class TrainingExamples:
+class TrainingExamples(ShuffledBatches):
     """(history → next item) pairs from every prefix of every training sequence.
 
     RecBole's sequential data augmentation: a training sequence ``[a, b, c, d]`` yields
@@ -153,18 +164,6 @@ class TrainingExamples:
             "item": self.items[index],
         }
 
-    def batches(self, batch_size: int, seed: int = 0, epoch: int = 0, shuffle: bool = True) -> Iterator[dict]:
-        """One epoch of batches, shuffled reproducibly by ``(seed, epoch)``."""
-        for index in epoch_order(len(self), batch_size, seed, epoch, shuffle):
-            yield self.batch(index)
-
-
-def epoch_order(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True) -> tuple[torch.Tensor, ...]:
-    """Row indices of one epoch's batches, shuffled reproducibly by ``(seed, epoch)``."""
-    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    return order.split(batch_size)
-
 
 def training_examples(sequences: dict[int, list[int]], max_len: int, min_history: int = 1) -> TrainingExamples:
     """Every (prefix, next item) pair of ``sequences``; prefixes are cut to the last ``max_len`` items."""
@@ -188,7 +187,7 @@ def training_examples(sequences: dict[int, list[int]], max_len: int, min_history
 
 
 @dataclass
-class TrainingWindows:
+class TrainingWindows(ShuffledBatches):
     """Every (prefix, next item) pair again, but packed as windows for sequence-parallel training.
 
     A causal sequence model (each position sees only earlier items) computes the user state
@@ -223,11 +222,6 @@ class TrainingWindows:
             "item_seq_len": self.item_seq_len[index],
             "next_items": self.next_items[index],
         }
-
-    def batches(self, batch_size: int, seed: int = 0, epoch: int = 0, shuffle: bool = True) -> Iterator[dict]:
-        """One epoch of batches of ``batch_size`` windows, shuffled reproducibly by ``(seed, epoch)``."""
-        for index in epoch_order(len(self), batch_size, seed, epoch, shuffle):
-            yield self.batch(index)
 
 
 def training_windows(sequences: dict[int, list[int]], max_len: int) -> TrainingWindows:
