@@ -111,8 +111,8 @@ else:
 st.divider()
 st.subheader("Retrain one model quickly")
 st.caption("Launches a background run (recorded in the run registry, visible in the Training studio), then the "
-           "test metrics. Baselines train on each user's 10 most recent prefixes; the CL-EPIDTN family trains on "
-           "every prefix (causal windows) at the quick shape of `--quick` (d=64, 2 layers).")
+           "test metrics. SASRec and the CL-EPIDTN family train on every prefix (causal windows), the family at "
+           "the shape of `--quick` (d=64, 2 layers); DSSM, YouTube DNN and MIND on each user's 10 latest prefixes.")
 
 from recsys.train.recipes import all_recipes  # noqa: E402
 from recsys.train.runs import RunRegistry  # noqa: E402
