@@ -738,7 +738,8 @@ def evaluate_ml100k(models: Sequence[str], epochs: int, seed: int = 0, recent_ex
             row.update(evaluate_split(model, loo, "test", LOO_METRICS, max_len=max_len))
             row["source"] = f"run {run.id}"
         else:
-            config = TrainConfig(epochs=epochs, seed=seed, monitor="ndcg@10")
+            config = TrainConfig(epochs=epochs, seed=seed, monitor="ndcg@10",
+                                 batch_size=ReproduceSettings.window_batch_size if name in WINDOW_TRAINED else 256)
             overrides = {"max_seq_len": max_seq_len}
             trained = train_model(name, dataset, loo, config, overrides, recent_examples)
             row.update(test_metrics(trained, loo, max_seq_len))
