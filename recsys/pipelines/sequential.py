@@ -55,6 +55,7 @@ RESULTS_ENV = "RECSYS_RESULTS_DIR"
 DATASETS = ("ml-100k", "anime")
 VARIANTS = ("cl-epidtn", "epidtn", "cltd", "cl-dssm")  # the model and its three ablations
 WINDOW_TRAINED = (*VARIANTS, "sasrec")  # causal user towers: trained on windows of every prefix
+WINDOW_BATCH_SIZE = 64  # their default batch, in windows (each holds up to max_seq_len prefixes)
 PAPER = {  # the paper's own numbers (Table 3/4), different data: for reference only
     "Amazon Books": {"hit@10": 0.0351, "recall@50": 0.1123},
     "Tmall": {"hit@10": 0.0901, "recall@50": 0.1599},
@@ -244,7 +245,7 @@ class ReproduceSettings:
     anime_max_users: int | None = 5000
     cl_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. smaller CL-EPIDTN in quick mode
     cl_epochs: int | None = None  # CL-EPIDTN family's epoch budget; None: ``epochs``
-    window_batch_size: int = 64  # SASRec and the CL-EPIDTN family: windows per batch (up to max_seq_len targets each)
+    window_batch_size: int = WINDOW_BATCH_SIZE  # SASRec and the CL-EPIDTN family: windows per batch
     threads: int | None = None  # torch CPU threads per training process; None: torch's default
     workers: int = 1  # training processes running (model, seed, split) jobs side by side
     sweep: dict[str, list] = field(default_factory=lambda: {
@@ -261,7 +262,7 @@ class ReproduceSettings:
 QUICK = ReproduceSettings(
     seeds=2, epochs=4, patience=None, batch_size=128, lr=3e-3, max_seq_len=20, recent_examples=10, ratio_seeds=1,
     anime_max_users=300, cl_overrides={"embedding_dim": 64, "n_layers": 2, "seq_cl_max_users": 16}, cl_epochs=2,
-    window_batch_size=64, threads=1, workers=2,
+    threads=1, workers=2,
     sweep={"n_layers": [1, 3], "embedding_dim": [32, 64], "lambda_cl": [0.1, 1.0]}, sweep_seeds=1, sweep_epochs=1, quick=True,
 )
 
@@ -468,10 +469,14 @@ class TrainingJob:
 _WORKER: dict[str, Any] = {}  # a worker process's dataset and splits, set once by _start_worker
 
 
+def _both_splits(dataset: SequentialDataset) -> dict[str, SequentialSplit]:
+    return {kind: make_split(dataset, kind) for kind in ("loo", "ratio")}
+
+
 def _start_worker(dataset: SequentialDataset, threads: int | None) -> None:
     if threads:
         torch.set_num_threads(threads)
-    _WORKER.update(dataset=dataset, splits={kind: make_split(dataset, kind) for kind in ("loo", "ratio")})
+    _WORKER.update(dataset=dataset, splits=_both_splits(dataset))
 
 
 def _run_in_worker(job: TrainingJob) -> dict[str, Any]:
@@ -494,7 +499,7 @@ def run_jobs(dataset: SequentialDataset, jobs: list[TrainingJob], workers: int, 
     bar = tqdm(total=len(jobs), desc=desc, disable=not progress, unit="model")
     results: list[dict[str, Any] | None] = [None] * len(jobs)
     if workers <= 1:
-        splits = {kind: make_split(dataset, kind) for kind in ("loo", "ratio")}
+        splits = _both_splits(dataset)
         for index, job in enumerate(jobs):
             bar.set_postfix_str(f"{job.name} seed {job.seed} {job.split}")
             results[index] = job.run(dataset, splits)
@@ -705,7 +710,7 @@ def _register_recipes() -> None:
     for name, spec in MODELS.items():
         if spec.kind != "neural":
             continue
-        batch = 64 if name in WINDOW_TRAINED else 256  # a window batch holds up to max_seq_len prefixes per row
+        batch = WINDOW_BATCH_SIZE if name in WINDOW_TRAINED else 256
         register(Recipe(
             name=name,
             domain="sequential",
@@ -739,7 +744,7 @@ def evaluate_ml100k(models: Sequence[str], epochs: int, seed: int = 0, recent_ex
             row["source"] = f"run {run.id}"
         else:
             config = TrainConfig(epochs=epochs, seed=seed, monitor="ndcg@10",
-                                 batch_size=ReproduceSettings.window_batch_size if name in WINDOW_TRAINED else 256)
+                                 batch_size=WINDOW_BATCH_SIZE if name in WINDOW_TRAINED else 256)
             overrides = {"max_seq_len": max_seq_len}
             trained = train_model(name, dataset, loo, config, overrides, recent_examples)
             row.update(test_metrics(trained, loo, max_seq_len))
