@@ -2,6 +2,7 @@
 
 Verbs::
 
+    models             every registered model: domain, kind, paper (``--format json``)
     train MODEL        train any registered model; the run is recorded in runs/
     runs ...           list / stop / delete / activate runs (and the worker's `execute`)
     evaluate DOMAIN    evaluation tables (videos, anime)
@@ -9,20 +10,22 @@ Verbs::
     bench DOMAIN       latency benchmarks
     reproduce NAME     multi-seed reproduction of a paper's tables (cl-epidtn)
 
-Domain verbs are contributed by the pipeline modules: each defines
-``register_cli(verbs)`` and adds its sub-parsers to ``verbs["evaluate"]`` and so on,
-setting ``func`` to a handler ``(args) -> int``. Handlers print results to stdout;
+Domain verbs come from each domain's CLI module (``recsys.<domain>.cli``, the domains
+listed in :data:`recsys.registry.DOMAINS`): its ``register_cli(verbs)`` adds sub-parsers
+to ``verbs["evaluate"]`` and so on, setting ``func`` to a handler ``(args) -> int``.
+Numeric arguments use the shared types of :mod:`recsys.cliargs`. Handlers print results to stdout;
 the package logs through :mod:`logging`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import sys
 from typing import Any
+
+from recsys.cliargs import learning_rate, non_negative_int, positive_int
 
 DOMAIN_VERBS = ("evaluate", "recommend", "bench", "reproduce")
 
@@ -65,6 +68,17 @@ def _train(args: argparse.Namespace) -> int:
     return 0 if status["status"] == "done" else 1
 
 
+def _models(args: argparse.Namespace) -> int:
+    from recsys import registry
+
+    if args.format == "json":
+        print(registry.as_json())
+        return 0
+    for spec in registry.MODELS:
+        print(f"{spec.name}\t{spec.domain}\t{spec.kind}\t{spec.paper}\t{spec.display_name}")
+    return 0
+
+
 def _runs(args: argparse.Namespace) -> int:
     from recsys.train.runs import RunRegistry
 
@@ -91,14 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
+    models = verbs.add_parser("models", help="list every registered model (domain, kind, paper)")
+    models.add_argument("--format", default="table", choices=["table", "json"])
+    models.set_defaults(func=_models)
+
     train = verbs.add_parser("train", help="train a model and record the run in runs/")
-    train.add_argument("model", help="model name; see `python -m recsys runs models`")
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--lr", type=float)
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--seed", type=int)
+    train.add_argument("model", help="model name; see `python -m recsys models`")
+    train.add_argument("--epochs", type=positive_int)
+    train.add_argument("--lr", type=learning_rate)
+    train.add_argument("--batch-size", type=positive_int)
+    train.add_argument("--seed", type=non_negative_int)
     train.add_argument("--device", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    train.add_argument("--patience", type=int, help="early-stopping patience in epochs")
+    train.add_argument("--patience", type=positive_int, help="early-stopping patience in epochs")
     train.add_argument("--dataset", help="dataset for models trained on several (e.g. ml-100k, anime)")
     train.add_argument("--full", action="store_true", help="use the paper's full settings instead of the quick defaults")
     train.add_argument("--option", action="append", type=_parse_option, metavar="KEY=VALUE", help="model option")
@@ -119,18 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
             ("reproduce", "multi-seed reproduction of a paper's tables"),
         ]
     }
-    from recsys.train.recipes import PIPELINE_MODULES
+    from recsys import registry
 
-    for name in PIPELINE_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as error:
-            if error.name != name:
-                raise
-            continue
-        register = getattr(module, "register_cli", None)
-        if register is not None:  # a pipeline may offer recipes without CLI verbs
-            register(domain_parsers)
+    for domain in registry.DOMAINS:
+        registry.domain_module(domain, "cli").register_cli(domain_parsers)
     return parser
 
 

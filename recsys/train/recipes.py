@@ -1,9 +1,11 @@
-"""The catalogue of trainable models, so that one CLI verb and one page can train any of them.
+"""The training catalogue, derived from the model registry: one recipe per neural model.
 
 A :class:`Recipe` knows how to build a model's data and model, train it through
-:func:`recsys.train.loop.fit`, and save a checkpoint. Domain pipelines register
-their recipes at import (``@register``); :func:`all_recipes` imports the pipelines
-so the catalogue is complete wherever it is asked for.
+:func:`recsys.train.loop.fit`, and save a checkpoint. Recipes are not declared by hand:
+:func:`all_recipes` asks each neural entry of :data:`recsys.registry.MODELS` for its
+domain's ``training.recipe(spec)``. Tests and experiments may add recipes from modules
+named in ``$RECSYS_EXTRA_RECIPES`` (each defines ``recipes() -> list[Recipe]``), which the
+detached run worker finds too.
 """
 
 from __future__ import annotations
@@ -17,10 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from recsys.train.loop import Callback, TrainConfig
-
-#: modules that register recipes when imported
-PIPELINE_MODULES = ("recsys.pipelines.videos", "recsys.pipelines.anime", "recsys.pipelines.sequential")
-
 
 @dataclass
 class RecipeContext:
@@ -47,32 +45,23 @@ class Recipe:
         return dataclasses.replace(self.defaults, **{k: v for k, v in overrides.items() if v is not None})
 
 
-_RECIPES: dict[str, Recipe] = {}
-
-
-def register(recipe: Recipe) -> Recipe:
-    _RECIPES[recipe.name] = recipe
-    return recipe
-
-
-def recipe_modules() -> tuple[str, ...]:
-    """The pipeline modules plus any in ``$RECSYS_EXTRA_RECIPES`` (comma-separated module names).
-
-    The extra modules let tests (and experiments) register recipes that are not part
-    of the package, and still have them found by the detached run worker process.
-    """
-    extra = tuple(m.strip() for m in os.environ.get("RECSYS_EXTRA_RECIPES", "").split(",") if m.strip())
-    return PIPELINE_MODULES + extra
+def extra_recipe_modules() -> tuple[str, ...]:
+    """Modules named in ``$RECSYS_EXTRA_RECIPES`` (comma-separated)."""
+    return tuple(m.strip() for m in os.environ.get("RECSYS_EXTRA_RECIPES", "").split(",") if m.strip())
 
 
 def all_recipes() -> dict[str, Recipe]:
-    for module in recipe_modules():
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as error:  # a pipeline not written yet must not hide the others
-            if error.name != module:
-                raise
-    return dict(sorted(_RECIPES.items()))
+    """Every trainable model's recipe, by name: the registry's neural entries plus any extras."""
+    from recsys import registry
+
+    recipes = {}
+    for spec in registry.MODELS:
+        if spec.kind == "neural":
+            recipes[spec.name] = registry.domain_module(spec.domain, "training").recipe(spec)
+    for module in extra_recipe_modules():
+        for recipe in importlib.import_module(module).recipes():
+            recipes[recipe.name] = recipe
+    return dict(sorted(recipes.items()))
 
 
 def get_recipe(name: str) -> Recipe:

@@ -6,7 +6,8 @@ Layout of one run (``runs/<run_id>/``)::
     status.json     queued | running | done | stopped | failed (+ error, pid, device, times)
     metrics.jsonl   one JSON record per epoch (train_loss, lr, validation metrics, seconds)
     log.txt         the worker's log
-    checkpoint.pt   the trained weights (written atomically, only when a run ends well)
+    checkpoint.safetensors  the trained weights as a recsys artifact (safetensors + JSON; written
+                    atomically, only when a run ends well)
     STOP            present once someone asked the run to stop
 
 Why files: a run is executed by a separate worker process (``python -m
@@ -37,43 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from recsys.paths import PROJECT_ROOT, runs_dir
+from recsys.artifacts import atomic_write_json
 from recsys.train.loop import Callback, LogEpochs, StopSignal, TrainConfig, resolve_device
 from recsys.train.recipes import RecipeContext, get_recipe
 
 log = logging.getLogger(__name__)
 
 FINAL_STATUSES = ("done", "stopped", "failed")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=2, default=str).encode())
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` through a temp file, so a crash mid-save leaves the old checkpoint intact."""
-    import io
-
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -105,7 +76,7 @@ class Run:
     status_path = property(lambda self: self.path / "status.json")
     metrics_path = property(lambda self: self.path / "metrics.jsonl")
     log_path = property(lambda self: self.path / "log.txt")
-    checkpoint_path = property(lambda self: self.path / "checkpoint.pt")
+    checkpoint_path = property(lambda self: self.path / "checkpoint.safetensors")
     stop_path = property(lambda self: self.path / "STOP")
 
     @property
@@ -286,7 +257,7 @@ class RunRegistry:
 
     def active_run(self, recipe: str) -> Run | None:
         run_id = self._active().get(recipe)
-        if run_id and (self.root / run_id / "checkpoint.pt").exists():
+        if run_id and (self.root / run_id / "checkpoint.safetensors").exists():
             return Run(self.root / run_id)
         return None
 

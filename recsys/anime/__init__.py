@@ -1,0 +1,1 @@
+"""anime domain: data prep, training, serving, experiments, CLI and page helpers, one module each."""

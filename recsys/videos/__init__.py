@@ -1,0 +1,1 @@
+"""videos domain: data prep, training, serving, experiments, CLI and page helpers, one module each."""
