@@ -23,6 +23,7 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from typing import Any
 
 from recsys.cliargs import learning_rate, non_negative_int, positive_int
@@ -43,7 +44,8 @@ def _parse_option(text: str) -> tuple[str, Any]:
 def _train(args: argparse.Namespace) -> int:
     from recsys.train.loop import ProgressBar
     from recsys.train.recipes import get_recipe
-    from recsys.train.runs import RunRegistry, execute
+    from recsys.train.runs import RunRegistry
+    from recsys.train.worker import execute
 
     recipe = get_recipe(args.model)
     base = recipe.full if args.full and recipe.full else recipe.defaults
@@ -53,16 +55,21 @@ def _train(args: argparse.Namespace) -> int:
     }
     import dataclasses
 
-    config = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    config = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None}).validate()
     options = dict(args.option or [])
     if args.dataset:
         options["dataset"] = args.dataset
     registry = RunRegistry()
     run = registry.create(recipe.name, config, options)
     print(f"run {run.id} ({run.path})", file=sys.stderr)
-    summary = execute(run, registry, extra_callbacks=[ProgressBar(recipe.name)])
+    try:
+        summary = execute(run, registry, extra_callbacks=[ProgressBar(recipe.name)])
+    except Exception:  # recorded in the run's status (one line) and log (traceback)
+        summary = None
     status = run.status()
     print(json.dumps({"run_id": run.id, "status": status["status"], **(summary or {})}, default=str))
+    if status["status"] == "failed":
+        print(f"error: run {run.id} failed: {status.get('error', '?')} (log: {run.log_path})", file=sys.stderr)
     if args.activate and status["status"] == "done":
         registry.set_active(run.id)
     return 0 if status["status"] == "done" else 1
@@ -87,6 +94,9 @@ def _runs(args: argparse.Namespace) -> int:
         for run in registry.list():
             status = run.status()
             print(f"{run.id}\t{status['status']}\t{status.get('error', '')}")
+        problem = registry.active_problem()
+        if problem:
+            print(f"warning: {problem}; serving the shipped models", file=sys.stderr)
     elif args.action == "execute":  # what a launched worker runs; one implementation for both
         from recsys.train import worker
 
@@ -140,7 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     from recsys import registry
 
     for domain in registry.DOMAINS:
-        registry.domain_module(domain, "cli").register_cli(domain_parsers)
+        try:  # one broken domain must not take `models`, `train`, `runs` and the others down
+            registry.domain_module(domain, "cli").register_cli(domain_parsers)
+        except Exception as error:  # noqa: BLE001
+            logging.getLogger(__name__).error("the %s commands are unavailable: %s: %s",
+                                              domain, type(error).__name__, error)
     return parser
 
 
@@ -164,6 +178,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except (KeyError, ValueError, FileNotFoundError, RuntimeError) as error:
+        if args.verbose:
+            traceback.print_exc()
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"error: {message}", file=sys.stderr)
         return 2
+    except Exception as error:  # noqa: BLE001 - one clear line; the traceback only with -v
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {type(error).__name__}: {error} (run with -v for the traceback)", file=sys.stderr)
+        return 1

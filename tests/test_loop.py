@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from recsys.models.base import NeuralRecommender
-from recsys.train.loop import Callback, StopSignal, TrainConfig, fit
+from recsys.train.loop import Callback, StopSignal, TrainConfig, TrainingDiverged, fit
 
 
 class Scalar(NeuralRecommender):
     def __init__(self, start: float = 0.0):
-        super().__init__()
+        super().__init__(None)
         self.w = torch.nn.Parameter(torch.tensor(start))
 
     def calculate_loss(self, batch):
@@ -120,13 +120,26 @@ def test_callbacks_see_every_epoch_record():
     assert records[0]["train_loss"] > records[-1]["train_loss"]
 
 
-def test_non_finite_loss_raises_a_clear_error():
+def test_non_finite_loss_stops_before_the_step_with_a_clear_error():
     class Exploding(Scalar):
         def calculate_loss(self, batch):
             return self.w * float("inf")
 
-    with pytest.raises(FloatingPointError, match="loss became"):
-        fit(Exploding(1.0), batches_of(1), config(epochs=1))
+    model = Exploding(1.0)
+    with pytest.raises(TrainingDiverged, match=r"^loss is not finite at epoch 1 \(step 1: inf\)$"):
+        fit(model, batches_of(1), config(epochs=1))
+    assert model.w.item() == 1.0  # no NaN step was taken
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"epochs": 0}, "epochs must be"), ({"batch_size": 0}, "batch_size must be"),
+    ({"lr": 1e12}, "lr must be"), ({"lr": float("nan")}, "lr must be"), ({"lr": -0.1}, "lr must be"),
+])
+def test_settings_that_cannot_train_are_refused_before_training(bad, message):
+    model = Scalar(0.0)
+    with pytest.raises(ValueError, match=message):
+        fit(model, batches_of(1), config(**bad))
+    assert model.w.item() == 0.0
 
 
 def test_unknown_optimizer_and_missing_cuda_are_clear_errors():

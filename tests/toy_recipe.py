@@ -3,8 +3,12 @@
 Tests and the browser tests register it through ``RECSYS_EXTRA_RECIPES=tests.toy_recipe``
 so the detached worker process (``python -m recsys.train.worker``) finds it too.
 
+The checkpoint is a plain :mod:`recsys.artifacts` file (format ``FORMAT``): the toy model
+is not in the model registry, so it does not go through :mod:`recsys.checkpoint`.
+
 Options: ``sleep`` seconds per batch (to make a run last long enough to be stopped),
-``fail_at_epoch`` (raise inside training, to test the failed status). One epoch is
+``fail_at_epoch`` (raise inside training, to test the failed status), ``diverge``
+(multiply the loss by infinity, to test the "loss is not finite" status). One epoch is
 8 batches of 32 rows, so with the default ``sleep=0.025`` an epoch takes about 0.2 s.
 """
 
@@ -14,23 +18,26 @@ import time
 
 import torch
 
+from recsys.artifacts import read_artifact, write_artifact
 from recsys.models.base import NeuralRecommender
 from recsys.train.loop import TrainConfig, batch_indices, fit
-from recsys.train.recipes import Recipe, RecipeContext, register
-from recsys.train.runs import atomic_torch_save
+from recsys.train.recipes import Recipe, RecipeContext
 
 N_ROWS, N_FEATURES = 256, 4
+FORMAT = "recsys.test.toy-linear/1"
 
 
 class ToyLinear(NeuralRecommender):
     display_name = "toy linear"
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, config=None, data=None):
+        super().__init__(config, data)
         self.linear = torch.nn.Linear(N_FEATURES, 1)
+        self.diverge = False
 
     def calculate_loss(self, batch):
-        return torch.nn.functional.mse_loss(self.linear(batch["x"]).squeeze(1), batch["y"])
+        loss = torch.nn.functional.mse_loss(self.linear(batch["x"]).squeeze(1), batch["y"])
+        return loss * float("inf") if self.diverge else loss
 
     def full_sort_predict(self, batch):
         return self.linear(batch["x"])
@@ -46,6 +53,7 @@ def toy_data(seed: int = 0):
 def run_toy(context: RecipeContext) -> dict:
     x, y = toy_data(context.train.seed)
     model = ToyLinear()
+    model.diverge = bool(context.options.get("diverge", False))
     sleep = float(context.options.get("sleep", 0.025))
     fail_at = context.options.get("fail_at_epoch")
     generator = torch.Generator().manual_seed(context.train.seed)
@@ -62,15 +70,26 @@ def run_toy(context: RecipeContext) -> dict:
 
     result = fit(model, batches, context.train, evaluate, context.callbacks)
     if context.checkpoint_path is not None:
-        atomic_torch_save({"state_dict": model.state_dict()}, context.checkpoint_path)
+        write_artifact(context.checkpoint_path, model.state(), {"model": "toy-linear"}, FORMAT)
     return {"val_mse": result.best_value, "epochs": len(result.history), "stop_reason": result.stop_reason}
 
 
-TOY = register(Recipe(
+def load_toy(path) -> ToyLinear:
+    """The toy model saved at ``path`` (verified artifact, never unpickled)."""
+    model = ToyLinear()
+    model.load_state(read_artifact(path, FORMAT, expect={"model": "toy-linear"}).arrays)
+    return model
+
+
+TOY = Recipe(
     name="toy-linear",
     domain="test",
     summary="test-only linear regression on random data (~0.2 s per epoch)",
     defaults=TrainConfig(epochs=5, lr=0.05, batch_size=32, device="cpu", monitor="val_mse", monitor_mode="min"),
     run=run_toy,
     options={"sleep": 0.025},
-))
+)
+
+
+def recipes() -> list[Recipe]:
+    return [TOY]

@@ -56,6 +56,48 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def validate(self) -> "TrainConfig":
+        """Raise :class:`ValueError` naming the first bad setting; returns ``self``.
+
+        Why up front: a batch size of 0 otherwise surfaces as a cryptic ``split`` error
+        deep in a recipe, zero epochs as a run recorded "done" with nothing trained, and
+        an absurd learning rate as a diverged run minutes later. The CLI's argument types
+        and the studio's widgets bound the same values; this covers every other way a
+        config arrives (a ``config.json``, a script).
+        """
+        problems = []
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            problems.append(f"epochs must be a whole number of at least 1, got {self.epochs!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            problems.append(f"batch_size must be a whole number of at least 1, got {self.batch_size!r}")
+        if not _finite(self.lr) or not 0 < self.lr <= MAX_LR:
+            problems.append(f"lr must be a finite number in (0, {MAX_LR:g}], got {self.lr!r}")
+        if not _finite(self.weight_decay) or self.weight_decay < 0:
+            problems.append(f"weight_decay must be 0 or more, got {self.weight_decay!r}")
+        if self.grad_clip is not None and (not _finite(self.grad_clip) or self.grad_clip <= 0):
+            problems.append(f"grad_clip must be above 0 or None, got {self.grad_clip!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            problems.append(f"seed must be a whole number of 0 or more, got {self.seed!r}")
+        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
+            problems.append(f"patience must be at least 1 or None, got {self.patience!r}")
+        if self.monitor_mode not in ("max", "min"):
+            problems.append(f"monitor_mode must be 'max' or 'min', got {self.monitor_mode!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+#: the largest learning rate accepted anywhere (CLI, studio, config files): larger ones only diverge
+MAX_LR = 10.0
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message is what the run's status shows."""
+
 
 @dataclass
 class TrainState:
@@ -228,6 +270,7 @@ def fit(
     ``evaluate(model)`` returns validation metrics, with ``config.monitor`` among them
     when early stopping or best-epoch selection is wanted.
     """
+    config.validate()
     seed_everything(config.seed)
     device = resolve_device(config.device)
     model.to(device)
@@ -256,18 +299,19 @@ def fit(
         epoch_start, loss_sum, n_batches = time.perf_counter(), 0.0, 0
         for batch in batches(epoch):
             loss = model.calculate_loss(to_device(batch, device))
+            value = loss.item()
+            if not math.isfinite(value):  # checked before the step: never write NaN into the weights
+                raise TrainingDiverged(f"loss is not finite at epoch {epoch} (step {state.step + 1}: {value})")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             state.step += 1
-            loss_sum += loss.item()
+            loss_sum += value
             n_batches += 1
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}, step {state.step}")
             for cb in callbacks:
-                cb.on_batch_end(state, loss.item())
+                cb.on_batch_end(state, value)
             if state.stop_reason:
                 break
         if state.stop_reason and n_batches == 0:

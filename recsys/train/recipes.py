@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from recsys.train.loop import Callback, TrainConfig
+
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class RecipeContext:
@@ -50,16 +54,44 @@ def extra_recipe_modules() -> tuple[str, ...]:
     return tuple(m.strip() for m in os.environ.get("RECSYS_EXTRA_RECIPES", "").split(",") if m.strip())
 
 
-def all_recipes() -> dict[str, Recipe]:
-    """Every trainable model's recipe, by name: the registry's neural entries plus any extras."""
+def all_recipes(errors: list[str] | None = None) -> dict[str, Recipe]:
+    """Every trainable model's recipe, by name: the registry's neural entries plus any extras.
+
+    One domain whose ``training`` module fails to import (or whose ``recipe`` raises) is
+    logged and skipped, its message appended to ``errors`` when given: a half-written
+    domain must not hide the others from the studio or stop the run worker.
+    """
     from recsys import registry
 
-    recipes = {}
+    recipes: dict[str, Recipe] = {}
+    broken: set[str] = set()
+
+    def problem(what: str, error: Exception) -> None:
+        message = f"{what}: {type(error).__name__}: {error}"
+        log.error("recipes: %s", message)
+        if errors is not None:
+            errors.append(message)
+
     for spec in registry.MODELS:
-        if spec.kind == "neural":
-            recipes[spec.name] = registry.domain_module(spec.domain, "training").recipe(spec)
-    for module in extra_recipe_modules():
-        for recipe in importlib.import_module(module).recipes():
+        if spec.kind != "neural" or spec.domain in broken:
+            continue
+        try:
+            module = registry.domain_module(spec.domain, "training")
+        except Exception as error:  # noqa: BLE001 - any import failure of one domain
+            broken.add(spec.domain)
+            problem(f"the {spec.domain} models cannot be trained", error)
+            continue
+        try:
+            recipes[spec.name] = module.recipe(spec)
+        except Exception as error:  # noqa: BLE001
+            problem(f"no recipe for {spec.name}", error)
+    for name in extra_recipe_modules():
+        try:
+            extra = importlib.import_module(name).recipes()
+        except Exception as error:  # noqa: BLE001
+            problem(f"extra recipe module {name}", error)
+            continue
+        for recipe in extra:
             recipes[recipe.name] = recipe
     return dict(sorted(recipes.items()))
 

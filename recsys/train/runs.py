@@ -10,6 +10,15 @@ Layout of one run (``runs/<run_id>/``)::
                     atomically, only when a run ends well)
     STOP            present once someone asked the run to stop
 
+Nothing in ``runs/`` is trusted: anyone who can write there can plant files. Run ids
+must match :data:`RUN_ID_PATTERN` (what :meth:`RunRegistry.create` makes) and name a
+real folder directly inside the registry root, never a symlink, so ``runs delete
+/some/dir`` or ``../../x`` is "no such run" instead of an ``rmtree`` outside ``runs/``.
+A run whose ``config.json`` or ``status.json`` cannot be read (bad JSON, missing keys)
+is *damaged*: :meth:`Run.status` reports ``{"status": "damaged", "error": reason}`` and
+listing, pages and the other runs keep working. Checkpoints are artifacts
+(:mod:`recsys.artifacts`), never unpickled.
+
 Why files: a run is executed by a separate worker process (``python -m
 recsys.train.worker RUN_ID``; ``python -m recsys runs execute RUN_ID`` does the same)
 so it survives page reloads and can be watched from any browser tab or from the
@@ -26,25 +35,37 @@ import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from recsys.artifacts import ArtifactError, atomic_write_json, read_json
 from recsys.paths import PROJECT_ROOT, runs_dir
-from recsys.artifacts import atomic_write_json
-from recsys.train.loop import Callback, LogEpochs, StopSignal, TrainConfig, resolve_device
-from recsys.train.recipes import RecipeContext, get_recipe
+from recsys.train.loop import TrainConfig
+from recsys.train.recipes import get_recipe
 
 log = logging.getLogger(__name__)
 
-FINAL_STATUSES = ("done", "stopped", "failed")
+FINAL_STATUSES = ("done", "stopped", "failed", "damaged")
+STATUSES = ("queued", "running", *FINAL_STATUSES)
+#: what :meth:`RunRegistry.create` makes: ``YYYYmmdd-HHMMSS-<model>-<6 hex>``
+RUN_ID_PATTERN = re.compile(r"\d{8}-\d{6}-[a-z0-9][a-z0-9_.-]{0,80}-[0-9a-f]{6}")
+
+
+class RunDamaged(ValueError):
+    """A run folder whose ``config.json`` is unreadable or incomplete; the message says why."""
+
+
+def valid_run_id(run_id: object) -> bool:
+    """True for a string shaped like the ids :meth:`RunRegistry.create` makes (no paths, no ``..``)."""
+    return isinstance(run_id, str) and RUN_ID_PATTERN.fullmatch(run_id) is not None
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -81,19 +102,56 @@ class Run:
 
     @property
     def config(self) -> dict[str, Any]:
-        return json.loads(self.config_path.read_text())
+        """``config.json``; :class:`RunDamaged` if it is not JSON or lacks the recipe or settings."""
+        try:
+            config = read_json(self.config_path, "run config")
+        except ArtifactError as error:
+            raise RunDamaged(str(error)) from None
+        if not isinstance(config, dict):
+            raise RunDamaged(f"run config {self.config_path} is not a JSON object")
+        missing = [key for key in ("recipe", "train") if key not in config]
+        if missing:
+            raise RunDamaged(f"run config {self.config_path} lacks {', '.join(missing)}")
+        if not isinstance(config["recipe"], str) or not isinstance(config["train"], dict):
+            raise RunDamaged(f"run config {self.config_path} has a malformed recipe or train entry")
+        if not isinstance(config.get("options", {}), dict):
+            raise RunDamaged(f"run config {self.config_path} has malformed options")
+        return config
+
+    def damage(self) -> str | None:
+        """Why this run is damaged, or ``None`` when its config and status files are sound."""
+        try:
+            self.config
+        except RunDamaged as error:
+            return str(error)
+        try:
+            record = read_json(self.status_path, "run status")
+        except ArtifactError as error:
+            return str(error)
+        if not isinstance(record, dict) or record.get("status") not in STATUSES:
+            return f"run status {self.status_path} has no valid \"status\" entry"
+        return None
 
     @property
     def recipe(self) -> str:
-        return self.config["recipe"]
+        """The model name, or ``""`` for a damaged run (so lists and pages keep working)."""
+        try:
+            return self.config["recipe"]
+        except RunDamaged:
+            return ""
 
     def status(self) -> dict[str, Any]:
-        """The status record; a ``running`` run whose worker died is reported ``failed``."""
-        try:
-            status = json.loads(self.status_path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {"status": "failed", "error": "status file missing or unreadable"}
-        if status["status"] in ("running", "queued") and status.get("pid") and not _pid_alive(status["pid"]):
+        """The status record; a ``running`` run whose worker died is reported ``failed``.
+
+        A damaged run (see :meth:`damage`) is ``{"status": "damaged", "error": reason}``;
+        the result always has a ``"status"`` key.
+        """
+        reason = self.damage()
+        if reason is not None:
+            return {"status": "damaged", "error": reason}
+        status = self._raw_status()
+        pid = status.get("pid")
+        if status["status"] in ("running", "queued") and isinstance(pid, int) and not _pid_alive(pid):
             last = [line for line in self.log_tail(5).splitlines() if line.strip()]
             detail = f" (last log line: {last[-1].strip()})" if last else ""
             status = {**status, "status": "failed", "error": f"the worker process exited without reporting{detail}"}
@@ -129,17 +187,20 @@ class Run:
 
     def _raw_status(self) -> dict[str, Any]:
         try:
-            return json.loads(self.status_path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            record = json.loads(self.status_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             return {}
+        return record if isinstance(record, dict) else {}
 
     def metrics(self) -> list[dict[str, float]]:
         if not self.metrics_path.exists():
             return []
         records = []
-        for line in self.metrics_path.read_text().splitlines():
+        for line in self.metrics_path.read_text(errors="replace").splitlines():
             with contextlib.suppress(json.JSONDecodeError):  # a line being appended right now
-                records.append(json.loads(line))
+                record = json.loads(line)
+                if isinstance(record, dict):
+                    records.append(record)
         return records
 
     def append_metrics(self, record: dict[str, float]) -> None:
@@ -160,29 +221,6 @@ class Run:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-class RecordMetrics(Callback):
-    """Streams each epoch's record into ``metrics.jsonl`` so pages can draw live curves.
-
-    Within an epoch it also records the step and the last batch loss in the status every
-    ``every`` seconds, so a page shows progress even when one epoch takes minutes.
-    """
-
-    def __init__(self, run: Run, every: float = 2.0):
-        self.run = run
-        self.every = every
-        self._last = time.monotonic()
-
-    def on_batch_end(self, state, loss):
-        now = time.monotonic()
-        if now - self._last >= self.every:
-            self._last = now
-            self.run.set_status("running", step=state.step, batch_loss=loss)
-
-    def on_epoch_end(self, state, record):
-        self.run.append_metrics(record)
-        self.run.set_status("running", epoch=state.epoch, epochs=state.config.epochs, step=state.step)
-
-
 class RunRegistry:
     """Create, list, launch, stop and delete runs under ``root`` (default ``runs/``)."""
 
@@ -192,6 +230,7 @@ class RunRegistry:
 
     def create(self, recipe: str, train: TrainConfig, options: dict[str, Any] | None = None) -> Run:
         get_recipe(recipe)  # fail early on an unknown model
+        train.validate()  # and on settings that cannot train (batch size 0, lr 1e12, ...)
         run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{recipe}-{uuid.uuid4().hex[:6]}"
         run = Run(self.root / run_id)
         run.path.mkdir(parents=True)
@@ -202,21 +241,33 @@ class RunRegistry:
         run.set_status("queued", created=time.time())
         return run
 
+    def _is_run_folder(self, path: Path) -> bool:
+        """A real (non-symlink) folder named like a run id, directly in the root, with a config."""
+        return (
+            valid_run_id(path.name)
+            and not path.is_symlink()
+            and path.is_dir()
+            and path.resolve().parent == self.root.resolve()
+            and (path / "config.json").is_file()
+            and not (path / "config.json").is_symlink()
+        )
+
     def get(self, run_id: str) -> Run:
-        run = Run(self.root / run_id)
-        if not run.config_path.exists():
-            raise KeyError(f"no run {run_id!r} in {self.root}")
-        return run
+        """The run called ``run_id``; :class:`KeyError` "no such run" for anything else (paths, ``..``, links)."""
+        if not valid_run_id(run_id) or not self._is_run_folder(self.root / run_id):
+            raise KeyError(f"no such run {str(run_id)[:200]!r} in {self.root}")
+        return Run(self.root / run_id)
 
     def list(self) -> list[Run]:
-        runs = [Run(p) for p in self.root.iterdir() if p.is_dir() and (p / "config.json").exists()]
+        runs = [Run(p) for p in self.root.iterdir() if self._is_run_folder(p)]
         return sorted(runs, key=lambda run: run.id, reverse=True)
 
     def delete(self, run_id: str) -> None:
         run = self.get(run_id)
-        if run.status()["status"] in ("running", "queued"):
-            raise RuntimeError(f"run {run_id} is {run.status()['status']}: stop it before deleting it")
-        shutil.rmtree(run.path)
+        state = run.status()["status"]
+        if state in ("running", "queued"):
+            raise RuntimeError(f"run {run_id} is {state}: stop it before deleting it")
+        shutil.rmtree(run.path)  # run.path is a real folder inside the root (checked by get)
         active = self._active()
         if run_id in active.values():
             atomic_write_json(self.root / "active.json", {k: v for k, v in active.items() if v != run_id})
@@ -243,8 +294,30 @@ class RunRegistry:
 
     # --- choosing a finished run's checkpoint as the model that pages serve ---
     def _active(self) -> dict[str, str]:
+        """``active.json`` (model -> run id); a damaged file counts as "nothing served" and is logged."""
         path = self.root / "active.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        if not path.exists():
+            return {}
+        try:
+            record = read_json(path, "served-runs file")
+        except ArtifactError as error:
+            log.warning("%s; serving the shipped models", error)
+            return {}
+        if not isinstance(record, dict):
+            log.warning("served-runs file %s is not a JSON object; serving the shipped models", path)
+            return {}
+        return {k: v for k, v in record.items() if isinstance(k, str) and valid_run_id(v)}
+
+    def active_problem(self) -> str | None:
+        """Why ``active.json`` was ignored, for pages to show; ``None`` when it is fine or absent."""
+        path = self.root / "active.json"
+        if not path.exists():
+            return None
+        try:
+            record = read_json(path, "served-runs file")
+        except ArtifactError as error:
+            return str(error)
+        return None if isinstance(record, dict) else f"served-runs file {path} is not a JSON object"
 
     def set_active(self, run_id: str) -> None:
         run = self.get(run_id)
@@ -257,63 +330,10 @@ class RunRegistry:
 
     def active_run(self, recipe: str) -> Run | None:
         run_id = self._active().get(recipe)
-        if run_id and (self.root / run_id / "checkpoint.safetensors").exists():
-            return Run(self.root / run_id)
-        return None
-
-
-@contextlib.contextmanager
-def device_lock(root: Path, device: str, run: Run):
-    """Hold the device's lock; while waiting, stay ``queued`` and honour a stop request."""
-    if device == "cuda":  # "cuda" and "cuda:0" are the same GPU: one lock
-        device = "cuda:0"
-    path = root / f".device-{device.replace(':', '_')}.lock"
-    with open(path, "w") as handle:
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if run.stop_requested():
-                    raise InterruptedError("stopped while queued") from None
-                time.sleep(0.5)
+        if not run_id:
+            return None
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def execute(run: Run, registry: RunRegistry, extra_callbacks: list[Callback] | None = None) -> dict[str, Any]:
-    """Run a queued run to its end in this process, recording status, metrics, log and checkpoint."""
-    handler = logging.FileHandler(run.log_path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(logging.INFO)
-    try:
-        config = run.config
-        recipe = get_recipe(config["recipe"])
-        train = TrainConfig(**config["train"])
-        device = str(resolve_device(train.device))
-        run.set_status("queued", pid=os.getpid(), device=device)
-        with device_lock(registry.root, device, run):
-            if run.stop_requested():
-                raise InterruptedError("stopped while queued")
-            run.set_status("running", pid=os.getpid(), device=device, started=time.time())
-            log.info("run %s: %s on %s", run.id, recipe.name, device)
-            callbacks = [StopSignal(run.stop_requested), RecordMetrics(run), LogEpochs(), *(extra_callbacks or [])]
-            context = RecipeContext(train, {**recipe.options, **config["options"]}, callbacks, run.checkpoint_path)
-            summary = recipe.run(context)
-        final = "stopped" if run.stop_requested() else "done"
-        run.set_status(final, finished=time.time(), summary=summary)
-        log.info("run %s %s: %s", run.id, final, summary)
-        return summary
-    except InterruptedError as error:
-        run.set_status("stopped", finished=time.time(), error=str(error))
-        return {}
-    except Exception as error:  # recorded for the page; the traceback goes to the log
-        log.error("run %s failed:\n%s", run.id, traceback.format_exc())
-        run.set_status("failed", finished=time.time(), error=f"{type(error).__name__}: {error}")
-        raise
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
+            run = self.get(run_id)
+        except KeyError:
+            return None
+        return run if run.checkpoint_path.is_file() else None
