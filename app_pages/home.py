@@ -62,5 +62,8 @@ with right:
         state = run.status()["status"]
         counts[state] = counts.get(state, 0) + 1
     st.markdown(", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no runs yet")
-    served = sorted({run.recipe for run in runs if registry.active_run(run.recipe)})
+    served = sorted({run.recipe for run in runs if run.recipe and registry.active_run(run.recipe)})
+    if registry.active_problem():
+        st.warning("The served-runs file is damaged; serving the shipped models.")
+        st.text(registry.active_problem())  # file text: plain, never Markdown
     st.markdown("Served: " + (", ".join(f"`{name}`" for name in served) if served else "package defaults"))

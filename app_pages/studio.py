@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 
 import pandas as pd
 import streamlit as st
@@ -19,7 +20,12 @@ from recsys.train.runs import FINAL_STATUSES, RunRegistry
 from recsys.viz.figures import curves_figure, metric_names
 
 LIVE = ("queued", "running")
-STATUS_ICON = {"queued": "⏳", "running": "🏃", "done": "✅", "stopped": "⏹️", "failed": "❌"}
+STATUS_ICON = {"queued": "⏳", "running": "🏃", "done": "✅", "stopped": "⏹️", "failed": "❌", "damaged": "⚠️"}
+
+def plain(text) -> str:
+    """``text`` with Markdown syntax escaped: run files are untrusted, so their text never renders as links."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~:])", r"\\\1", str(text))
+
 
 st.title("🏋️ Training studio")
 st.caption(
@@ -28,11 +34,12 @@ st.caption(
 )
 
 registry = RunRegistry()
-try:
-    recipes = all_recipes()
-except Exception as error:  # a broken pipeline module must not take the page down
-    st.error(f"Could not load the recipe catalogue: {type(error).__name__}: {error}")
-    recipes = {}
+recipe_errors: list[str] = []
+recipes = all_recipes(recipe_errors)  # a broken domain is reported, the others stay trainable
+for problem in recipe_errors:
+    st.warning(plain(problem), icon="⚠️")
+if registry.active_problem():
+    st.warning(f"{plain(registry.active_problem())}; the pages serve the shipped models until a run is served again.")
 
 cuda = torch.cuda.is_available()
 cuda_name = torch.cuda.get_device_name(0) if cuda else None
@@ -42,9 +49,12 @@ def _fmt_time(stamp) -> str:
     return dt.datetime.fromtimestamp(stamp).strftime("%H:%M:%S") if stamp else ""
 
 
-def _run_label(run) -> str:
-    status = run.status()["status"]
-    return f"{STATUS_ICON.get(status, '')} {run.id} ({status})"
+def _epochs_total(run) -> int | str:
+    """The run's configured epochs, or "?" for a damaged run."""
+    try:
+        return int(run.config["train"].get("epochs", 0))
+    except (ValueError, TypeError):
+        return "?"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -139,20 +149,21 @@ def live_and_registry() -> None:
     run = registry.get(run_id)
     status = statuses[run_id]
     records = run.metrics()
-    epochs_total = run.config["train"]["epochs"]
+    epochs_total = _epochs_total(run)
     left, right = st.columns([3, 1])
     with left:
         state = status["status"]
-        line = f"**{state}** · {run.recipe} · device {status.get('device', '?')} · epoch {len(records)}/{epochs_total}"
+        line = (f"**{state}** · {plain(run.recipe or '?')} · device {plain(status.get('device', '?'))} · "
+                f"epoch {len(records)}/{epochs_total}")
         if state == "running" and status.get("step"):
             line += f" · step {status['step']}, last batch loss {status.get('batch_loss', float('nan')):.4g}"
         st.markdown(line)
-        if state in LIVE:
+        if state in LIVE and isinstance(epochs_total, int):
             st.progress(min(len(records) / max(epochs_total, 1), 1.0))
-        if state == "failed":
-            st.error(f"Failed: {status.get('error', 'unknown error')}")
+        if state in ("failed", "damaged"):
+            st.error(f"{state.capitalize()}: {plain(status.get('error', 'unknown error'))}")
         elif state == "stopped":
-            st.warning(f"Stopped{': ' + status['error'] if status.get('error') else ''}")
+            st.warning(f"Stopped{': ' + plain(status['error']) if status.get('error') else ''}")
         elif state == "done" and status.get("summary"):
             st.success("Done: " + ", ".join(
                 f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in status["summary"].items()))
@@ -180,7 +191,7 @@ def live_and_registry() -> None:
 
     # --- registry ---------------------------------------------------------------------------------
     st.subheader("All runs")
-    active = {recipe_name: registry.active_run(recipe_name) for recipe_name in {r.recipe for r in runs}}
+    active = {recipe_name: registry.active_run(recipe_name) for recipe_name in {r.recipe for r in runs} if recipe_name}
     served = {r.id for r in active.values() if r is not None}
     rows = []
     for r in runs:
@@ -189,11 +200,11 @@ def live_and_registry() -> None:
         rows.append({
             "run": r.id, "model": r.recipe, "status": f"{STATUS_ICON.get(s['status'], '')} {s['status']}",
             "epochs": f"{s.get('epoch', len(r.metrics()) if s['status'] in FINAL_STATUSES else 0)}"
-                      f"/{r.config['train']['epochs']}",
+                      f"/{_epochs_total(r)}",
             "result": ", ".join(f"{k}={v:.4g}" for k, v in summary.items()
                                 if isinstance(v, float) and math.isfinite(v)),
             "served": "●" if r.id in served else "",
-            "error": s.get("error", "") if s["status"] in ("failed", "stopped") else "",
+            "error": s.get("error", "") if s["status"] in ("failed", "stopped", "damaged") else "",
             "started": _fmt_time(s.get("started")),
         })
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="runs_table")

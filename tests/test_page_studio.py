@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from recsys.paths import PROJECT_ROOT
 from recsys.train.loop import TrainConfig
-from recsys.train.runs import execute
+from recsys.train.worker import execute
 
 PAGE = str(PROJECT_ROOT / "app_pages" / "studio.py")
 
