@@ -84,7 +84,7 @@ def _as_numpy(value: Any) -> np.ndarray:
     array = np.asarray(value)
     if array.dtype == object:
         raise TypeError("object arrays cannot be stored in an artifact (they would need pickle)")
-    return np.ascontiguousarray(array)
+    return array if array.flags.c_contiguous else np.array(array, order="C")  # (ascontiguousarray makes 0-d 1-d)
 
 
 @dataclass

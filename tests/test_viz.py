@@ -66,12 +66,27 @@ def test_projection_cache_round_trip_and_key(tmp_path):
     assert projections.projection_key(fp, "umap", 0, n_neighbors=15) == projections.projection_key(fp, "umap", 0)
     assert projections.projection_key(fp, "umap", 0, n_neighbors=5) != projections.projection_key(fp, "umap", 0)
     first = projections.cached_projection(x, "pca", root=tmp_path)
-    files = list(tmp_path.glob("pca-*.pkl"))
+    files = list(tmp_path.glob("pca-*.npz"))
     assert len(files) == 1
-    again = projections.cached_projection(x, "pca", root=tmp_path)
+    projections._MEMORY.clear()  # read back from disk, as a restarted server would
+    again = projections.load_projection(files[0].stem, tmp_path)
+    assert again is not None and files[0].exists()
     np.testing.assert_array_equal(first.coords, again.coords)
+    # PCA's transform survives the cache as plain arrays
+    np.testing.assert_allclose(first.transform(x[:3]), again.transform(x[:3]), atol=1e-5)
+    projections._MEMORY.clear()
     files[0].write_bytes(b"garbage")  # a corrupt entry is dropped, not fatal
     assert projections.load_projection(files[0].stem, tmp_path) is None and not files[0].exists()
+
+
+def test_tsne_cache_keeps_neighbour_placement(tmp_path):
+    x = two_blobs()
+    first = projections.cached_projection(x, "tsne", root=tmp_path, perplexity=10, max_iter=250)
+    projections._MEMORY.clear()
+    [path] = tmp_path.glob("tsne-*.npz")
+    again = projections.load_projection(path.stem, tmp_path)
+    np.testing.assert_array_equal(first.coords, again.coords)
+    np.testing.assert_allclose(first.transform(x[:2]), again.transform(x[:2]), atol=1e-5)
 
 
 def test_background_jobs_fit_once_and_report_state(tmp_path):
@@ -186,80 +201,33 @@ def test_source_data_validates_and_labels():
         sources.SourceData(np.zeros((3, 2)), pd.DataFrame({"x": [1]}))
 
 
-def test_rows_for_history_maps_ids_and_weights():
-    meta = pd.DataFrame({"anime_id": [10, 20, 30], "label": list("abc")})
-    history = pd.DataFrame({"anime_id": [30, 99, 10], "rating": [8, 7, -1]})
-    rows = sources.rows_for_history(meta, history)
-    # 99 is unknown to the model and dropped; -1 (watched, not rated) weighs a neutral 5
-    assert rows["row"].tolist() == [2, 0] and rows["weight"].tolist() == [8.0, 5.0]
 
 
-def test_anime_meta_adds_label_and_main_genre():
-    meta = sources.anime_meta(pd.DataFrame({"name": ["Gintama"], "genre": ["Action, Comedy"]}))
-    assert meta.loc[0, "label"] == "Gintama" and meta.loc[0, "main_genre"] == "Action"
+def test_a_broken_domain_does_not_empty_the_source_list(monkeypatch):
+    from recsys import registry
 
+    def page(domain, role):
+        if domain == "anime":
+            raise ImportError("half written")
+        return type("Page", (), {"embedding_sources": staticmethod(
+            lambda: [sources.Source(f"{domain}-x", domain, "", sources.unavailable(f"{domain} not trained"))])})
 
-def test_untrained_sources_are_reported_unavailable(tmp_path, monkeypatch):
-    monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("RECSYS_CACHE_DIR", str(tmp_path / "cache"))  # no trained anime bundle here
+    monkeypatch.setattr(registry, "domain_module", page)
     keys = [s.key for s in sources.list_sources()]
-    assert keys[:2] == ["catalog-text", "dcdt-videos"]
-    assert {"anime-two-tower", "anime-implicit", "cl-epidtn-items"} <= set(keys)
-    with pytest.raises(sources.SourceUnavailable, match="No finished sequential run"):
-        sources.load_source("cl-epidtn-items")
-    with pytest.raises(sources.SourceUnavailable, match="(not trained yet|not written yet|has no)"):
-        sources.load_source("anime-two-tower")
-    with pytest.raises(KeyError):
-        sources.load_source("nope")
+    assert keys == ["videos-x", "sequential-x"]
+    with pytest.raises(sources.SourceUnavailable, match="videos not trained"):
+        sources.load_source("videos-x")
 
 
-def test_finished_sequential_runs_become_sources(tmp_path, monkeypatch):
-    from recsys.train.loop import TrainConfig
-    from recsys.train.runs import RunRegistry
+def test_a_damaged_checkpoint_makes_a_source_unavailable_not_an_exception(monkeypatch):
+    from recsys import registry
+    from recsys.artifacts import ArtifactError
 
-    monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setattr(sources, "_recipe_domain", lambda recipe: "sequential" if recipe == "fake-seq" else "")
-    registry = RunRegistry(tmp_path / "runs")
-    monkeypatch.setattr("recsys.train.runs.get_recipe", lambda name: None)  # accept the fake recipe name
-    done = registry.create("fake-seq", TrainConfig())
-    done.set_status("done")
-    done.checkpoint_path.write_bytes(b"weights")
-    running = registry.create("fake-seq", TrainConfig())
-    running.set_status("running")
-    keys = [s.key for s in sources.list_sources()]
-    assert f"seq:{done.id}" in keys and f"seq:{running.id}" not in keys and "cl-epidtn-items" not in keys
+    def load():
+        raise ArtifactError("runs/x/checkpoint.safetensors is not a readable artifact")
 
-
-def test_sequential_run_source_rebuilds_the_item_tower(tmp_path, monkeypatch):
-    """The glue over ``recsys.pipelines.sequential`` with a stand-in pipeline module."""
-    from types import SimpleNamespace
-
-    import torch
-
-    from recsys.train.loop import TrainConfig
-    from recsys.train.runs import RunRegistry
-
-    monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setattr("recsys.train.runs.get_recipe", lambda name: None)
-    run = RunRegistry(tmp_path / "runs").create("fake-seq", TrainConfig(), {"dataset": "ml-100k"})
-    run.set_status("done")
-    run.checkpoint_path.write_bytes(b"weights")
-    table = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # row 0 = padding
-    dataset = SimpleNamespace(name="ml-100k", item_names=["<pad>", "Toy Story", "Heat"],
-                              item_features=SimpleNamespace(names=["year"], values=torch.tensor([[0], [3], [5]])))
-    seen = {}
-
-    def load_dataset(name, max_users=None):
-        seen["dataset"] = name
-        return dataset
-
-    fake = SimpleNamespace(
-        load_dataset=load_dataset, make_split=lambda d, kind: ("split", kind),
-        load_checkpoint=lambda path, d, split: SimpleNamespace(item_tower=lambda: table),
-        RECIPE_OPTIONS={"dataset": "anime", "split": "loo"},
-    )
-    monkeypatch.setattr(sources, "_import", lambda module, needs: fake)
-    data = sources.load_sequential_run(run.id)
-    assert seen["dataset"] == "ml-100k"  # the run's own option beats the recipe default
-    np.testing.assert_array_equal(data.vectors, [[1, 0], [0, 1]])
-    assert data.meta["label"].tolist() == ["Toy Story", "Heat"] and data.meta["year"].tolist() == [3, 5]
+    page = type("Page", (), {"embedding_sources": staticmethod(lambda: [sources.Source("k", "t", "", load)])})
+    monkeypatch.setattr(registry, "DOMAINS", {"videos": "recsys.videos"})
+    monkeypatch.setattr(registry, "domain_module", lambda domain, role: page)
+    with pytest.raises(sources.SourceUnavailable, match="checkpoint.safetensors"):
+        sources.load_source("k")

@@ -10,7 +10,13 @@ map are placed at the weighted mean of their nearest neighbours' positions.
 
 Fitted projections are cached under ``cache_dir("projections")`` keyed by the
 source's fingerprint and the parameters, so a rerun, another browser tab or a
-restarted server reuses them. Background jobs (:class:`ProjectionJobs`) run in a
+restarted server reuses them. The cache holds plain arrays only (``.npz`` through
+:mod:`recsys.artifacts`, never pickle: a planted cache file must not run code): the
+coordinates, PCA's mean and components (its transform is that linear map), and the
+fitted vectors. A fitted UMAP object cannot be stored without pickle, so a UMAP map
+read back from disk places new points like t-SNE does (by neighbours); the process
+that fitted it keeps the object in memory and uses UMAP's own ``transform``. Old
+``.pkl`` entries are never opened; a damaged entry is dropped and refitted. Background jobs (:class:`ProjectionJobs`) run in a
 thread of the calling process; the page polls :meth:`ProjectionJobs.state`.
 """
 
@@ -19,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import pickle
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from recsys.artifacts import ArtifactError, load_arrays, save_arrays
 from recsys.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -86,6 +92,8 @@ class Projection:
         rows (cosine), which is where t-SNE's attraction term would pull it.
         """
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        if isinstance(self.model, LinearMap):
+            return self.model.transform(vectors)
         if self.model is not None:
             return np.asarray(self.model.transform(vectors), dtype=np.float32)
         if self.fit_vectors is None:
@@ -97,6 +105,17 @@ class Projection:
         weights = np.clip(np.take_along_axis(sims, top, axis=1), 1e-6, None)
         weights /= weights.sum(axis=1, keepdims=True)
         return np.einsum("nk,nkd->nd", weights, self.coords[top]).astype(np.float32)
+
+
+@dataclass
+class LinearMap:
+    """PCA's transform as plain arrays: ``(x - mean) @ components.T`` (what sklearn's PCA does unwhitened)."""
+
+    mean: np.ndarray
+    components: np.ndarray
+
+    def transform(self, vectors: np.ndarray) -> np.ndarray:
+        return ((np.asarray(vectors, np.float32) - self.mean) @ self.components.T).astype(np.float32)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -118,9 +137,9 @@ def fit_projection(vectors: np.ndarray, method: str = "pca", seed: int = 0, **pa
     if method == "pca":
         from sklearn.decomposition import PCA
 
-        model = PCA(n_components=2, random_state=seed).fit(x)
-        coords = model.transform(x)
-        projection = Projection("pca", coords.astype(np.float32), merged, model)
+        pca = PCA(n_components=2, random_state=seed).fit(x)
+        model = LinearMap(pca.mean_.astype(np.float32), pca.components_.astype(np.float32))
+        projection = Projection("pca", model.transform(x), merged, model)
     elif method == "umap":
         import umap  # imported lazily: it pulls numba
 
@@ -130,7 +149,7 @@ def fit_projection(vectors: np.ndarray, method: str = "pca", seed: int = 0, **pa
             metric=merged["metric"], random_state=seed, n_jobs=1,
         )
         coords = model.fit_transform(x)
-        projection = Projection("umap", np.asarray(coords, dtype=np.float32), merged, model)
+        projection = Projection("umap", np.asarray(coords, dtype=np.float32), merged, model, fit_vectors=x)
     else:
         from sklearn.manifold import TSNE
 
@@ -155,31 +174,64 @@ def projection_key(fingerprint: str, method: str, seed: int = 0, **params: Any) 
     return f"{method}-{hashlib.sha1(blob.encode()).hexdigest()[:16]}"
 
 
+#: cache file suffix; ``.pkl`` files of the old format are never opened
+CACHE_SUFFIX = ".npz"
+#: projections fitted by this process, with their live model objects (UMAP keeps its transform)
+_MEMORY: dict[tuple[str, str], Projection] = {}
+
+
 def _cache_path(key: str, root: Path | None = None) -> Path:
-    return (Path(root) if root else cache_dir("projections")) / f"{key}.pkl"
+    return (Path(root) if root else cache_dir("projections")) / f"{key}{CACHE_SUFFIX}"
 
 
 def save_projection(key: str, projection: Projection, root: Path | None = None) -> Path:
-    """Pickle ``projection`` atomically (temp file + rename) so a reader never sees half a file."""
-    from recsys.train.runs import atomic_write_bytes
-
+    """Store ``projection`` as plain arrays (atomic); see the module docstring for what is kept."""
     path = _cache_path(key, root)
-    atomic_write_bytes(path, pickle.dumps(projection, protocol=pickle.HIGHEST_PROTOCOL))
+    arrays = {"coords": projection.coords, "meta": np.array(json.dumps({
+        "method": projection.method, "params": projection.params, "seconds": projection.seconds}))}
+    if isinstance(projection.model, LinearMap):
+        arrays.update(mean=projection.model.mean, components=projection.model.components)
+    elif projection.fit_vectors is not None:
+        arrays["fit_vectors"] = projection.fit_vectors
+    save_arrays(path, **arrays)
+    _MEMORY[(str(path), key)] = projection
     return path
 
 
 def load_projection(key: str, root: Path | None = None) -> Projection | None:
-    """The cached projection for ``key``, or ``None`` (a corrupt entry is removed and ignored)."""
+    """The cached projection for ``key``, or ``None`` (a damaged or foreign entry is removed and ignored)."""
     path = _cache_path(key, root)
+    if (str(path), key) in _MEMORY and path.exists():
+        return _MEMORY[(str(path), key)]
     if not path.exists():
         return None
     try:
-        with open(path, "rb") as handle:
-            return pickle.load(handle)
-    except Exception as error:  # an entry from an incompatible library version
+        return _from_arrays(load_arrays(path))
+    except (ArtifactError, KeyError, ValueError, TypeError) as error:
         log.warning("dropping unreadable projection cache %s: %s", path, error)
         path.unlink(missing_ok=True)
         return None
+
+
+def _from_arrays(arrays: dict[str, np.ndarray]) -> Projection:
+    """Rebuild a :class:`Projection` from its cached arrays, checking shapes (the file is untrusted)."""
+    meta = json.loads(str(arrays["meta"]))
+    if not isinstance(meta, dict) or meta.get("method") not in METHODS:
+        raise ValueError("not a projection cache entry")
+    coords = np.asarray(arrays["coords"], np.float32)
+    if coords.ndim != 2 or coords.shape[1] != 2:
+        raise ValueError(f"coordinates of shape {coords.shape}")
+    model, fit_vectors = None, None
+    if "components" in arrays:
+        model = LinearMap(np.asarray(arrays["mean"], np.float32), np.asarray(arrays["components"], np.float32))
+        if model.components.shape[0] != 2 or model.mean.shape != (model.components.shape[1],):
+            raise ValueError("PCA arrays of inconsistent shapes")
+    elif "fit_vectors" in arrays:
+        fit_vectors = np.asarray(arrays["fit_vectors"], np.float32)
+        if fit_vectors.ndim != 2 or len(fit_vectors) != len(coords):
+            raise ValueError("fitted vectors do not match the coordinates")
+    params = meta.get("params") if isinstance(meta.get("params"), dict) else {}
+    return Projection(meta["method"], coords, params, model, fit_vectors, float(meta.get("seconds", 0.0)))
 
 
 def cached_projection(

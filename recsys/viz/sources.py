@@ -66,7 +66,7 @@ class Source:
 # ---------------------------------------------------------------------------------------------
 # pipeline-backed sources
 # ---------------------------------------------------------------------------------------------
-def runrun_registry():
+def run_registry():
     from recsys.train.runs import RunRegistry
 
     return RunRegistry()
@@ -79,10 +79,10 @@ def finished_runs(predicate: Callable[[str], bool]) -> list[tuple[str, str]]:
         runs = run_registry().list()
     except OSError:
         return out
-    for run in runs:
+    for run in runs:  # damaged runs have recipe "" and status "damaged": never offered
         try:
             recipe = run.recipe
-            if predicate(recipe) and run.status().get("status") == "done" and run.checkpoint_path.exists():
+            if recipe and predicate(recipe) and run.status().get("status") == "done" and run.checkpoint_path.is_file():
                 out.append((run.id, recipe))
         except (OSError, ValueError, KeyError):
             continue
@@ -106,7 +106,10 @@ def list_sources() -> list[Source]:
 
     sources: list[Source] = []
     for domain in registry.DOMAINS:
-        sources += registry.domain_module(domain, "page").embedding_sources()
+        try:
+            sources += registry.domain_module(domain, "page").embedding_sources()
+        except Exception as error:  # noqa: BLE001 - one broken domain must not empty the explorer
+            log.error("explorer: the %s sources are unavailable: %s: %s", domain, type(error).__name__, error)
     return sources
 
 
@@ -125,4 +128,6 @@ def load_source(key: str) -> SourceData:
     except SourceUnavailable:
         raise
     except FileNotFoundError as error:  # a missing dataset (DataNotFoundError) or checkpoint
+        raise SourceUnavailable(str(error)) from error
+    except ValueError as error:  # ArtifactError (a damaged or foreign checkpoint), a malformed data file
         raise SourceUnavailable(str(error)) from error
