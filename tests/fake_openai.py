@@ -19,7 +19,9 @@ Failures are injectable so retry / timeout / fallback paths can be tested:
   (a client with a smaller timeout sees a timeout);
 * ``slow_next(n, seconds)``           only the next ``n`` requests are slow;
 * ``require_key``                     when set, requests without
-  ``Authorization: Bearer <require_key>`` get 401.
+  ``Authorization: Bearer <require_key>`` get 401;
+* ``auth_error``                      the 401's message; ``{key}`` is replaced by the key the
+  client sent (a hostile or careless server that echoes it back).
 
 Every request is recorded in ``server.requests`` (path, parsed JSON body,
 headers) so a test can count batches.  Use it as a context manager::
@@ -131,7 +133,8 @@ class _Handler(BaseHTTPRequestHandler):
 
         if fake.require_key is not None:
             if self.headers.get("Authorization") != f"Bearer {fake.require_key}":
-                self._error(401, "Incorrect API key provided.", "invalid_request_error")
+                sent = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+                self._error(401, fake.auth_error.replace("{key}", sent), "invalid_request_error")
                 return
 
         action = fake._take_injected()
@@ -210,11 +213,12 @@ class FakeOpenAI:
     def __init__(self, *, embedding_dim: int = 1536,
                  chat_reply: str | Callable[[list, dict], str] = "OK",
                  delay_s: float = 0.0, require_key: str | None = None,
-                 shuffle_embeddings: bool = False) -> None:
+                 shuffle_embeddings: bool = False, auth_error: str = "Incorrect API key provided.") -> None:
         self.embedding_dim = embedding_dim
         self.chat_reply = chat_reply
         self.delay_s = delay_s
         self.require_key = require_key
+        self.auth_error = auth_error
         self.shuffle_embeddings = shuffle_embeddings
         self.requests: list[RecordedRequest] = []
         self._injected: list[tuple[str, int, int | None]] = []

@@ -16,6 +16,7 @@ only touched for misses, a fully cached call never loads the model.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ __all__ = [
     "EncodeStats",
     "Progress",
     "l2_normalize",
+    "redact",
     "report_progress",
 ]
 
@@ -42,6 +44,40 @@ log = logging.getLogger(__name__)
 #: ``progress`` may be a bool (tqdm bar on stderr) or a callback ``(done, total)``
 #: that Streamlit pages can wire to ``st.progress``.
 Progress = Union[bool, Callable[[int, int], None]]
+
+
+#: anything shaped like an OpenAI-style secret key (``sk-...``, ``sk-proj-...``) or a bearer token
+_KEY_SHAPES = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|(?<=Bearer )[A-Za-z0-9_\-.=]{8,})")
+REDACTED = "[redacted key]"
+
+
+def redact(text: object, secrets: Sequence[str | None] = ()) -> str:
+    """``text`` with the given ``secrets`` and anything shaped like an API key replaced.
+
+    Why here: server error bodies are untrusted and may echo the key a client sent (a
+    401 saying "Incorrect API key provided: sk-..."); every message, log line and
+    warning the embed package produces from outside text goes through this first.
+    """
+    out = str(text)
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            out = out.replace(secret, REDACTED)
+    return _KEY_SHAPES.sub(REDACTED, out)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts key-shaped strings from a record's final message."""
+
+    def __init__(self, secrets: Callable[[], Sequence[str | None]] = lambda: ()):
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message, self.secrets())
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
 
 
 class EmbeddingError(RuntimeError):

@@ -7,9 +7,11 @@ this wrapper and then queries through it always gets vectors from one model;
 ``name``/``dim`` always say which (compare ``embedder.name`` with the name
 stored beside an index before searching it).
 
-``last_fallback_reason`` says why the fallback happened (missing key, timeout,
-HTTP 500 after retries, malformed response...), a warning is logged, and
-``describe()`` includes the reason so the UI can show it.
+``last_fallback_reason`` (alias ``fallback_reason``) says why the fallback happened
+(missing key, timeout, HTTP 500 after retries, malformed response...), a warning is
+logged, and ``describe()`` includes the reason so the UI can show it. The reason is
+plain, redacted text: one line, at most 300 characters, API keys replaced (server
+error bodies may echo the key); pages still show it as plain text, never Markdown.
 """
 
 from __future__ import annotations
@@ -20,11 +22,23 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from recsys.embed.base import Embedder, Progress
+from recsys.embed.base import Embedder, Progress, RedactingFilter, redact
 
 __all__ = ["FallbackEmbedder"]
 
 log = logging.getLogger(__name__)
+log.addFilter(RedactingFilter())
+
+#: longest fallback reason kept (server bodies can be long)
+MAX_REASON = 300
+
+
+def plain_reason(text: object, secrets=()) -> str:
+    """One line of redacted text: control characters and newlines become spaces, capped in length."""
+    clean = redact(text, secrets)
+    clean = "".join(ch if ch.isprintable() else " " for ch in clean)
+    clean = " ".join(clean.split())
+    return clean if len(clean) <= MAX_REASON else clean[: MAX_REASON - 1] + "…"
 
 
 class FallbackEmbedder:
@@ -57,6 +71,11 @@ class FallbackEmbedder:
         return self.primary
 
     @property
+    def fallback_reason(self) -> str | None:
+        """Why the local model serves (plain, redacted, one line), or ``None`` if it does not."""
+        return self.last_fallback_reason
+
+    @property
     def fell_back(self) -> bool:
         return self.last_fallback_reason is not None
 
@@ -78,7 +97,7 @@ class FallbackEmbedder:
 
     def __getattr__(self, attr: str):
         """Anything else (``cache``, ``model_dir``, ``batch_size``...) comes from the serving backend."""
-        if attr.startswith("_") or attr in ("primary", "note", "last_fallback_reason"):
+        if attr.startswith("_") or attr in ("primary", "note", "last_fallback_reason", "fallback_reason"):
             raise AttributeError(attr)
         return getattr(self.active, attr)
 
@@ -90,10 +109,15 @@ class FallbackEmbedder:
             if self._fallback is None:
                 self._fallback = self._factory()
                 if reason is not None:
-                    self.last_fallback_reason = reason
+                    self.last_fallback_reason = plain_reason(reason, self._secrets())
+                    reason = self.last_fallback_reason
                 if warn:
                     log.warning("embeddings: falling back to %s: %s", self._fallback.name, reason)
             return self._fallback
+
+    def _secrets(self) -> tuple[str, ...]:
+        key = getattr(self.primary, "_api_key", None)
+        return (key,) if key else ()
 
     def encode(self, texts: Sequence[str], progress: Progress = False) -> np.ndarray:
         if self._fallback is None:

@@ -6,7 +6,13 @@ report it: bounded exponential backoff with jitter on 429 / 5xx / timeouts /
 connection errors, honouring ``Retry-After`` (capped), no retry on other 4xx
 (a bad key or bad request will not get better by waiting).  Anything that
 still fails is raised as :class:`EmbeddingBackendError` with a short, human
-reason (never the API key), which the fallback wrapper shows in the UI.
+reason (never the API key: the configured key and anything shaped like ``sk-...``
+are redacted from every message and log line, see :func:`recsys.embed.base.redact`),
+which the fallback wrapper shows in the UI.
+
+The whole attempt (connect, every retry and backoff) is bounded by ``total_timeout``
+seconds (``$RECSYS_OPENAI_TOTAL_TIMEOUT``, default 15): a hanging server costs the
+user at most that long before the local fallback answers, not minutes.
 
 Batching respects both API limits: at most ``batch_size`` (default 256) inputs
 per request and at most ~250k UTF-8 bytes per request (OpenAI caps a request
@@ -22,22 +28,38 @@ import base64
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Iterator
 
 import numpy as np
 
-from recsys.embed.base import Embedder, EmbeddingBackendError, Progress, report_progress
+from recsys.embed.base import Embedder, EmbeddingBackendError, Progress, RedactingFilter, redact, report_progress
 
 __all__ = ["OpenAIEmbedder", "OPENAI_MODEL", "OPENAI_DIM", "resolve_api_key"]
 
 log = logging.getLogger(__name__)
+#: keys configured in this process, redacted from this module's log lines whatever their shape
+_KEYS: set[str] = set()
+log.addFilter(RedactingFilter(lambda: tuple(_KEYS)))
 
 OPENAI_MODEL = "text-embedding-3-small"
 OPENAI_DIM = 1536
 MAX_INPUT_BYTES = 8000
 MAX_REQUEST_BYTES = 250_000
 _RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+DEFAULT_TOTAL_TIMEOUT = 15.0
+
+
+def total_timeout_default() -> float:
+    """``$RECSYS_OPENAI_TOTAL_TIMEOUT`` seconds if set to a positive number, else 15."""
+    text = os.environ.get("RECSYS_OPENAI_TOTAL_TIMEOUT", "").strip()
+    try:
+        value = float(text) if text else DEFAULT_TOTAL_TIMEOUT
+    except ValueError:
+        log.warning("RECSYS_OPENAI_TOTAL_TIMEOUT=%r is not a number; using %gs", text, DEFAULT_TOTAL_TIMEOUT)
+        return DEFAULT_TOTAL_TIMEOUT
+    return value if value > 0 and value == value else DEFAULT_TOTAL_TIMEOUT
 
 
 def resolve_api_key(api_key: str | None = None) -> str | None:
@@ -55,7 +77,7 @@ class OpenAIEmbedder(Embedder):
     def __init__(self, api_key: str | None = None, *, model: str = OPENAI_MODEL, dim: int = OPENAI_DIM,
                  base_url: str | None = None, batch_size: int = 256, timeout: float = 20.0,
                  max_retries: int = 3, backoff_base: float = 0.5, backoff_max: float = 8.0,
-                 cache=True) -> None:
+                 total_timeout: float | None = None, cache=True) -> None:
         key = resolve_api_key(api_key)
         if key is None:
             raise EmbeddingBackendError("no OpenAI API key (set OPENAI_API_KEY or pass api_key=)")
@@ -72,7 +94,12 @@ class OpenAIEmbedder(Embedder):
         self.max_retries = int(max_retries)
         self.backoff_base = float(backoff_base)
         self.backoff_max = float(backoff_max)
+        self.total_timeout = float(total_timeout) if total_timeout is not None else total_timeout_default()
+        if not self.total_timeout > 0:
+            raise ValueError(f"total_timeout must be above 0 seconds, got {total_timeout}")
+        self._local = threading.local()  # the deadline of the encode call running in this thread
         self._api_key = key
+        _KEYS.add(key)
         self._client = None
         self.n_requests = 0  # HTTP attempts made, retries included
         super().__init__(cache=cache)
@@ -106,14 +133,23 @@ class OpenAIEmbedder(Embedder):
         if batch:
             yield batch
 
+    def _redact(self, text: object) -> str:
+        return redact(text, (self._api_key,))
+
+    def _remaining(self) -> float:
+        deadline = getattr(self._local, "deadline", None)
+        return float("inf") if deadline is None else deadline - time.monotonic()
+
     def _embed(self, texts: list[str], progress: Progress = False) -> np.ndarray:
         update, close = report_progress(progress, len(texts), "embedding (OpenAI)")
         parts = []
+        self._local.deadline = time.monotonic() + self.total_timeout
         try:
             for batch in self._batches(texts):
                 parts.append(self._request_with_retries(batch))
                 update(len(batch))
         finally:
+            self._local.deadline = None
             close()
         return np.concatenate(parts, axis=0)
 
@@ -121,27 +157,28 @@ class OpenAIEmbedder(Embedder):
         import openai
 
         last_reason = "unknown error"
+        started = time.monotonic()
         for attempt in range(self.max_retries + 1):
             retry_after: float | None = None
             try:
                 self.n_requests += 1
-                return self._request(batch)
+                return self._request(batch, timeout=min(self.timeout, max(self._remaining(), 0.01)))
             except openai.APITimeoutError:
-                last_reason = f"timeout after {self.timeout:g}s"
+                last_reason = f"timeout after {min(self.timeout, time.monotonic() - started):.3g}s"
                 retryable = True
             except openai.APIStatusError as exc:
                 status = exc.status_code
-                last_reason = f"HTTP {status}: {_short_message(exc)}"
+                last_reason = f"HTTP {status}: {self._redact(_short_message(exc))}"
                 retryable = status in _RETRY_STATUS or status >= 500
                 retry_after = _retry_after_seconds(exc)
             except openai.APIConnectionError as exc:
                 last_reason = f"connection error: {type(exc.__cause__ or exc).__name__}"
                 retryable = True
             except EmbeddingBackendError as exc:  # malformed response
-                last_reason = str(exc)
+                last_reason = self._redact(exc)
                 retryable = False
             except Exception as exc:  # JSON decode errors and the like from the SDK
-                last_reason = f"bad response ({type(exc).__name__}: {str(exc)[:120]})"
+                last_reason = self._redact(f"bad response ({type(exc).__name__}: {str(exc)[:120]})")
                 retryable = False
             if not retryable or attempt == self.max_retries:
                 break
@@ -149,13 +186,18 @@ class OpenAIEmbedder(Embedder):
             delay *= 0.5 + random.random() / 2  # jitter: concurrent clients do not retry in lockstep
             if retry_after is not None:
                 delay = max(delay, min(retry_after, self.backoff_max))
+            if delay >= self._remaining():
+                last_reason += f"; gave up after the {self.total_timeout:g}s limit for the whole attempt"
+                break
             log.info("OpenAI embeddings: %s; retry %d/%d in %.2fs",
                      last_reason, attempt + 1, self.max_retries, delay)
             time.sleep(delay)
         raise EmbeddingBackendError(f"OpenAI embeddings failed after {attempt + 1} attempt(s): {last_reason}")
 
-    def _request(self, batch: list[str]) -> np.ndarray:
+    def _request(self, batch: list[str], timeout: float | None = None) -> np.ndarray:
         extra = {"dimensions": self.dim} if self._send_dimensions else {}
+        if timeout is not None:
+            extra["timeout"] = timeout
         resp = self.client.embeddings.create(model=self.model_id, input=batch, encoding_format="float", **extra)
         data = getattr(resp, "data", None)
         if not isinstance(data, list) or len(data) != len(batch):
