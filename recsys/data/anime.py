@@ -8,8 +8,12 @@ Files (``<data dir>/anime/``)::
 Cleaning (:func:`load_catalogue`, :func:`load_ratings`): HTML entities in names are
 unescaped (``Gintama&#039;`` -> ``Gintama'``), ``episodes == "Unknown"`` and empty
 genre/type/rating become missing values, CRLF line ends are accepted. A malformed
-row or a value of the wrong type raises :class:`AnimeDataError` naming the file and
-the line, because a silently dropped row changes every number downstream.
+row (wrong number of fields, a cut last line), a value of the wrong type or an id
+outside 1..2^31-1 raises :class:`AnimeDataError` naming the file and the line,
+because a silently dropped or wrapped row changes every number downstream (an
+``anime_id`` of 4294967316 once wrapped to 20, Naruto). Ids are int64. Each load
+compares the files with the public release (:mod:`recsys.data.integrity`); the
+reports, with any warnings, are in :data:`LAST_REPORTS`.
 
 Parsing the full 7.8 M-row rating file takes a few seconds, so both tables are
 cached as parquet under ``cache_dir("anime")`` keyed by the source files' size and
@@ -27,8 +31,10 @@ Everything is vectorised pandas/numpy so the same code runs on the full dataset.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import html
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recsys.data.integrity import MAX_ID, DataFileError, FileReport, check_complete, report
 from recsys.paths import cache_dir, find_data_dir
 
 log = logging.getLogger(__name__)
@@ -47,10 +54,13 @@ HOW_TO_GET = (
 )
 CATALOGUE_COLUMNS = ["anime_id", "name", "genre", "type", "episodes", "rating", "members"]
 RATING_COLUMNS = ["user_id", "anime_id", "rating"]
-CACHE_VERSION = 1  # bump when the cleaning rules change
+CACHE_VERSION = 2  # bump when the cleaning rules change (2: int64 ids, strict rows, file reports)
+
+#: the reports of the files last loaded by :func:`load_anime` (rows, release, warnings)
+LAST_REPORTS: list[FileReport] = []
 
 
-class AnimeDataError(ValueError):
+class AnimeDataError(DataFileError):
     """A malformed anime data file; the message names the file and the line."""
 
 
@@ -62,9 +72,17 @@ def anime_data_dir() -> Path:
 
 
 def _read_csv(path: Path, columns: list[str], **kwargs) -> pd.DataFrame:
-    """``pd.read_csv`` that turns tokenizer errors into an error naming the file and line."""
+    """``pd.read_csv`` that turns tokenizer errors into an error naming the file and line.
+
+    A cut last line is refused first (pandas would read it as a short row with
+    missing values), and blank lines are kept so row ``i`` is line ``i + 2``.
+    """
     try:
-        frame = pd.read_csv(path, **kwargs)
+        check_complete(path)
+    except DataFileError as error:
+        raise AnimeDataError(str(error)) from None
+    try:
+        frame = pd.read_csv(path, skip_blank_lines=False, **kwargs)
     except pd.errors.ParserError as error:  # "Expected 7 fields in line 5, saw 8"
         raise AnimeDataError(f"{path}: malformed CSV ({error})") from None
     except (pd.errors.EmptyDataError, UnicodeDecodeError) as error:
@@ -85,12 +103,30 @@ def _bad_line(path: Path, frame: pd.DataFrame, bad: np.ndarray, column: str, wha
         )
 
 
+def _field_counts(path: Path, n_fields: int) -> None:
+    """Every line has exactly ``n_fields`` CSV fields (pandas pads short rows with missing values)."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        for row in reader:
+            if len(row) != n_fields:
+                raise AnimeDataError(f"{path}: line {reader.line_num}: {len(row)} field(s), expected {n_fields}")
+
+
+def _ids(path: Path, frame: pd.DataFrame, values: pd.Series, column: str) -> np.ndarray:
+    """``values`` as int64 after checking 1 <= id <= 2^31 - 1 (never wrapped into another id)."""
+    array = values.to_numpy(dtype=np.int64)
+    _bad_line(path, frame, (array < 1) | (array > MAX_ID), column, f"must be an id in 1..{MAX_ID}")
+    return array
+
+
 def _integers(path: Path, frame: pd.DataFrame, column: str, allow_missing: bool = False) -> pd.Series:
     values = frame[column]
     text = values.astype("string").str.strip()
     numbers = pd.to_numeric(text, errors="coerce")
     missing = text.isna() | (text == "")
-    bad = (numbers.isna() & ~missing) | (numbers.notna() & (numbers != numbers.round()))
+    big = numbers.notna() & (numbers.abs() >= 2**62)  # beyond exact float/int64: never a valid value here
+    numbers = numbers.mask(big)
+    bad = (numbers.isna() & ~missing) | (numbers.notna() & (numbers != numbers.round())) | big
     if not allow_missing:
         bad = bad | missing
     _bad_line(path, frame, bad.to_numpy(dtype=bool), column, "must be an integer")
@@ -103,7 +139,8 @@ def load_catalogue(path: Path) -> pd.DataFrame:
     frame = _read_csv(path, CATALOGUE_COLUMNS, dtype=str, keep_default_na=False, na_values=[])
     if frame.empty:
         raise AnimeDataError(f"{path}: no anime rows")
-    out = pd.DataFrame({"anime_id": _integers(path, frame, "anime_id")})
+    _field_counts(path, len(CATALOGUE_COLUMNS))
+    out = pd.DataFrame({"anime_id": _ids(path, frame, _integers(path, frame, "anime_id"), "anime_id")})
     out["name"] = frame["name"].map(html.unescape).astype("string")
     for column in ("genre", "type"):
         text = frame[column].map(html.unescape).astype("string").str.strip()
@@ -122,16 +159,28 @@ def load_catalogue(path: Path) -> pd.DataFrame:
 
 
 def load_ratings(path: Path) -> pd.DataFrame:
-    """Parse ``rating.csv`` into int32 columns; ratings must be -1 or 1..10."""
+    """Parse ``rating.csv``: int64 ids in 1..2^31-1, int32 ratings that must be -1 or 1..10.
+
+    Every row must have all three fields: a short or garbage row shows up as a missing
+    or non-integer value and is refused with its line.
+    """
     path = Path(path)
     frame = _read_csv(path, RATING_COLUMNS, skipinitialspace=True)
+    if frame.empty:
+        raise AnimeDataError(f"{path}: no rating rows")
     out = {}
     for column in RATING_COLUMNS:
         values = frame[column]
         if not pd.api.types.is_integer_dtype(values.dtype):  # fast path for clean files
             values = _integers(path, frame, column)
-        out[column] = values.to_numpy().astype(np.int32)
+        if column == "rating":
+            array = values.to_numpy(dtype=np.int64)
+            _bad_line(path, frame, (array < -1) | (array > 10), column, "must be -1 (watched, not rated) or 1..10")
+            out[column] = array.astype(np.int32)
+        else:
+            out[column] = _ids(path, frame, values, column)
     ratings = pd.DataFrame(out)
+    ratings.attrs["rows"] = len(frame)  # before dropping duplicates: what the file holds
     bad = ~((ratings["rating"].to_numpy() == -1) | ((ratings["rating"] >= 1) & (ratings["rating"] <= 10)).to_numpy())
     _bad_line(path, frame, bad, "rating", "must be -1 (watched, not rated) or 1..10")
     duplicates = ratings.duplicated(["user_id", "anime_id"], keep="last")
@@ -159,15 +208,33 @@ def load_anime(data_dir: Path | None = None, use_cache: bool = True) -> tuple[pd
     key = _fingerprint(anime_csv, rating_csv)
     folder = cache_dir("anime", "parsed")
     cat_path, rat_path = folder / f"catalogue-{key}.parquet", folder / f"ratings-{key}.parquet"
-    if use_cache and cat_path.exists() and rat_path.exists():
-        return pd.read_parquet(cat_path), pd.read_parquet(rat_path)
+    report_path = folder / f"reports-{key}.json"
+    if use_cache and cat_path.exists() and rat_path.exists() and report_path.exists():
+        try:
+            reports = [FileReport(**row) for row in json.loads(report_path.read_text())]
+            catalogue, ratings = pd.read_parquet(cat_path), pd.read_parquet(rat_path)
+        except Exception as error:  # noqa: BLE001 - a damaged cache is rebuilt from the CSVs
+            log.warning("rebuilding the anime cache %s: %s", folder, error)
+        else:
+            LAST_REPORTS[:] = reports
+            for warning in data_warnings():
+                log.warning("%s", warning)
+            return catalogue, ratings
     catalogue, ratings = load_catalogue(anime_csv), load_ratings(rating_csv)
+    reports = [report(anime_csv, len(catalogue)), report(rating_csv, ratings.attrs.get("rows", len(ratings)))]
     if use_cache:
-        for old in folder.glob("*.parquet"):  # keep one version only
+        for old in [*folder.glob("*.parquet"), *folder.glob("reports-*.json")]:  # keep one version only
             old.unlink(missing_ok=True)
         catalogue.to_parquet(cat_path, index=False)
         ratings.to_parquet(rat_path, index=False)
+        report_path.write_text(json.dumps([vars(r) for r in reports]))
+    LAST_REPORTS[:] = reports  # report() has logged the warnings
     return catalogue, ratings
+
+
+def data_warnings() -> list[str]:
+    """The warnings of the files last loaded (for pages and the CLI to show)."""
+    return [warning for item in LAST_REPORTS for warning in item.warnings]
 
 
 def data_fingerprint(data_dir: Path | None = None) -> str:

