@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from recsys.train.compare import legend_labels, serving_warning
 from recsys.train.recipes import all_recipes
 from recsys.train.runs import FINAL_STATUSES, RunRegistry
 from recsys.viz.figures import curves_figure, metric_names
@@ -122,7 +123,24 @@ else:
 # ------------------------------------------------------------------------------------------------
 # live view and registry (one fragment that polls while anything is queued or running)
 # ------------------------------------------------------------------------------------------------
-any_live = any(run.status()["status"] in LIVE for run in registry.list())
+rendered = {run.id: run.status()["status"] for run in registry.list()}
+any_live = any(state in LIVE for state in rendered.values())
+
+
+@st.fragment(run_every=3)
+def watch_statuses() -> None:
+    """Rerun the page when any run appears, disappears or changes status, wherever it was launched.
+
+    Why: the run picker and the table say each run's status; without this, a run launched
+    from the shell or another tab, or one that finished while nothing was polling, kept
+    showing "(running)". Reading the status files is cheap; the charts redraw only on a change.
+    """
+    now = {run.id: run.status()["status"] for run in registry.list()}
+    if now != rendered:
+        st.rerun()
+
+
+watch_statuses()
 
 
 @st.fragment(run_every=2 if any_live else None)
@@ -209,17 +227,33 @@ def live_and_registry() -> None:
         })
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="runs_table")
 
-    compare = st.multiselect("Compare runs", ids, default=[run_id], key="compare_runs")
+    # the comparison follows the watched run: it replaces the previously watched one (others stay)
+    chosen = [i for i in st.session_state.get("compare_runs", []) if i in ids]  # deleted runs drop out
+    previous = st.session_state.get("compare_follows")
+    if previous != run_id:
+        chosen = [run_id if i == previous else i for i in chosen]
+        if run_id not in chosen:
+            chosen.insert(0, run_id)
+        chosen = list(dict.fromkeys(chosen))
+    st.session_state["compare_runs"] = chosen
+    st.session_state["compare_follows"] = run_id
+    compare = st.multiselect("Compare runs", ids, key="compare_runs",
+                             help="Follows the watched run; add others to compare. The legend names each "
+                                  "run's model and the settings that differ between the runs shown.")
     if compare:
-        histories = {i: registry.get(i).metrics() for i in compare}
+        compared = [registry.get(i) for i in compare]
+        histories = {r.id: r.metrics() for r in compared}
         names = metric_names(histories)
         if names:
             metric = st.selectbox("Metric", names, key="compare_metric")
-            st.plotly_chart(curves_figure(histories, metric), key="compare_chart")
+            st.plotly_chart(curves_figure(histories, metric, labels=legend_labels(compared)), key="compare_chart")
 
     st.markdown(f"**Selected run** `{run_id}`")
     a, b, c = st.columns(3)
     can_serve = status["status"] == "done" and run.checkpoint_path.exists()
+    warning = serving_warning(registry, run) if can_serve and run_id not in served else None
+    if warning:
+        st.warning(warning, icon="⚠️")
     if a.button("Serve this checkpoint", disabled=not can_serve or run_id in served, key="serve",
                 help="The Ask and Anime pages use the served run of each model."):
         registry.set_active(run_id)

@@ -74,3 +74,54 @@ def test_launch_from_the_page_trains_in_a_worker(registry):
     at.run()
     assert not at.exception
     assert len(runs[0].metrics()) == 2
+
+
+def toy(registry, **train):
+    run = registry.create("toy-linear", TrainConfig(**{"epochs": 2, "device": "cpu", "monitor": "val_mse",
+                                                       "monitor_mode": "min", **train}), {"sleep": 0.0})
+    execute(run, registry)
+    return run
+
+
+def test_run_picker_shows_a_fresh_status(registry):
+    import os
+
+    run = registry.create("toy-linear", TrainConfig(epochs=2, device="cpu"), {"sleep": 0.0})
+    run.set_status("running", pid=os.getpid())
+    at = page().run()
+    assert at.selectbox(key="studio_watch_select").options == [f"🏃 {run.id} (running)"]
+    run.set_status("done")
+    at.run()
+    assert at.selectbox(key="studio_watch_select").options == [f"✅ {run.id} (done)"]
+
+
+def test_compare_follows_the_watched_run_and_labels_runs_by_what_differs(registry):
+    first = toy(registry, lr=0.05)
+    second = toy(registry, lr=0.001)
+    at = page().run()
+    at.selectbox(key="studio_watch_select").set_value(first.id).run()
+    assert at.multiselect(key="compare_runs").value == [first.id]
+    at.selectbox(key="studio_watch_select").set_value(second.id).run()
+    assert at.multiselect(key="compare_runs").value == [second.id]  # followed, not stuck on the first
+    at.multiselect(key="compare_runs").select(first.id).run()
+    assert not at.exception
+    import json
+
+    names = sorted(trace["name"] for trace in json.loads(at.get("plotly_chart")[-1].proto.spec)["data"])
+    assert names == ["toy-linear · lr=0.001", "toy-linear · lr=0.05"]  # model + the one setting that differs
+    at.button(key="delete").click().run()  # deleting a compared run must not break the multiselect
+    assert not at.exception and at.multiselect(key="compare_runs").value == [first.id]
+
+
+def test_serving_a_worse_run_warns_with_both_scores(registry):
+    good = toy(registry, epochs=5, lr=0.05)
+    bad = toy(registry, epochs=1, lr=0.0001)
+    registry.set_active(good.id)
+    at = page().run()
+    at.selectbox(key="studio_watch_select").set_value(bad.id).run()
+    [warning] = [w.value for w in at.warning if "worse than the served run" in w.value]
+    from recsys.train.compare import monitored_score
+
+    assert f"{monitored_score(bad)[1]:.4g}" in warning and f"{monitored_score(good)[1]:.4g}" in warning
+    at.selectbox(key="studio_watch_select").set_value(good.id).run()
+    assert not [w for w in at.warning if "worse than" in w.value]

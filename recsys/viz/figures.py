@@ -134,9 +134,12 @@ def metric_names(histories: Mapping[str, Sequence[Mapping[str, float]]]) -> list
 
 def curves_figure(
     histories: Mapping[str, Sequence[Mapping[str, float]]], metric: str = "train_loss", height: int = 320,
-    title: str | None = None,
+    title: str | None = None, labels: Mapping[str, str] | None = None,
 ) -> go.Figure:
-    """One line per run of ``metric`` against epoch (the studio's live and comparison charts)."""
+    """One line per run of ``metric`` against epoch (the studio's live and comparison charts).
+
+    ``labels`` maps a history's key (a run id) to its legend entry (model and differing settings).
+    """
     fig = go.Figure()
     last_epoch = 1
     for name, records in histories.items():
@@ -145,7 +148,7 @@ def curves_figure(
             continue
         x, y = zip(*points)
         last_epoch = max(last_epoch, max(x))
-        fig.add_trace(go.Scatter(x=list(x), y=list(y), mode="lines+markers", name=name))
+        fig.add_trace(go.Scatter(x=list(x), y=list(y), mode="lines+markers", name=(labels or {}).get(name, name)))
     fig.update_xaxes(dtick=max(1, math.ceil(last_epoch / 10)), tickformat="d")  # whole epochs only
     fig.update_layout(
         height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10}, template="plotly_white",
