@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 import torch
 
@@ -15,19 +17,27 @@ st.markdown(
     "its baselines), with the experiments behind them."
 )
 
+#: (page file, title, what it does); each title is a link to the page
 PAGES = [
-    ("🔎 Ask (linear algebra)", "Type what you want to learn; get the teaching videos that answer it, "
+    ("ask.py", "🔎 Ask (linear algebra)", "Type what you want to learn; get the teaching videos that answer it, "
                                 "from the served retrieval model."),
-    ("🎬 Anime", "Pick a user (or describe your taste) and get anime recommendations from the two-tower model."),
-    ("📊 Ablations", "The evaluation tables and ablations behind each model, with the paper's numbers beside ours."),
-    ("🧭 Embedding explorer", "2-D maps (PCA, UMAP, t-SNE) of catalogue and model embeddings, clusters with elbow "
+    ("anime.py", "🎬 Anime", "Pick a user (or describe your taste) and get anime recommendations from the two-tower model."),
+    ("ablations.py", "📊 Ablations", "The evaluation tables and ablations behind each model, with the paper's numbers beside ours."),
+    ("explorer.py", "🧭 Embedding explorer", "2-D maps (PCA, UMAP, t-SNE) of catalogue and model embeddings, clusters with elbow "
                              "and silhouette, and where a query or a user lands."),
-    ("🏋️ Training studio", "Launch any model in a background worker, watch live loss curves, stop, compare runs and "
+    ("studio.py", "🏋️ Training studio", "Launch any model in a background worker, watch live loss curves, stop, compare runs and "
                           "choose the checkpoint the pages serve."),
 ]
 st.subheader("Pages")
-for title, text in PAGES:
-    st.markdown(f"**{title}**: {text}")
+PAGES_DIR = Path(__file__).parent
+for file, title, text in PAGES:
+    if not (PAGES_DIR / file).exists():
+        continue
+    try:
+        st.page_link(str(PAGES_DIR / file), label=title)
+    except Exception:  # noqa: BLE001 - outside the app's navigation (a page run on its own): plain title
+        st.markdown(f"**{title}**")
+    st.caption(text)
 
 st.subheader("Status")
 left, middle, right = st.columns(3)
