@@ -205,8 +205,12 @@ if data.user_ids is not None:
 color_options = ["cluster", *colorable_columns(meta.drop(columns=["cluster"]))]
 left, right = st.columns([3, 1])
 with left:
-    preferred = next((c for c in ("topic", "main_genre", "genre", "series") if c in color_options), "cluster")
-    color_by = st.selectbox("Colour by", color_options, key="explorer_color", index=color_options.index(preferred))
+    color_by = st.selectbox("Colour by", color_options, key="explorer_color", index=0,
+                            help="Clusters by default: they follow the K-means / GMM controls. Other columns show "
+                                 "their most common values, the rest as 'other'.")
+    if color_by != "cluster":
+        st.caption("The K-means / Gaussian-mixture controls colour the map when *Colour by* is *cluster*; "
+                   "the silhouette and cluster sizes on the right always follow them.")
     fig = scatter_figure(coords, meta, color_by, highlight, overlays,
                          title=f"{METHOD_NAMES[shown_method]} of {len(rows):,} points")
     st.plotly_chart(fig, key="explorer_map")
@@ -216,10 +220,15 @@ with right:
     elbow = cached_elbow(sample_key, reduced, seed)
     st.plotly_chart(elbow_figure(elbow, k), key="explorer_elbow")
     best = clustering.suggest_k(elbow)
-    if best:
+    if cluster_method == "kmeans" and best:
         st.caption(f"Best K-means silhouette at k = {best}. Inertia always falls with k; look for the elbow.")
+    elif cluster_method != "kmeans":
+        st.caption("The elbow curve is K-means' (inertia and silhouette by k); the Gaussian mixture uses the "
+                   "same k, and its silhouette is the number above.")
     sizes = meta["cluster"].value_counts().rename_axis("cluster").reset_index(name="points")
     st.dataframe(sizes, hide_index=True, height=220)
 if neighbours is not None:
     st.subheader("Nearest items to the query")
+    st.caption(f"Nearest by cosine in the full {vectors.shape[1]}-d space, among the points shown. A 2-D map "
+               "cannot keep every distance, so neighbours (ringed on the map) may look scattered there.")
     st.dataframe(neighbours, hide_index=True)

@@ -118,3 +118,38 @@ def test_catalog_text_source_loads_real_embeddings():
     query = data.encode_query(["eigenvalues and eigenvectors"])
     best = int(np.argmax(data.vectors @ query[0]))
     assert "eigen" in data.meta["label"][best].lower()
+
+
+def test_colour_defaults_to_cluster_and_follows_the_clustering_controls(fake_sources):
+    import json
+
+    at = page().run()
+    assert at.selectbox(key="explorer_color").value == "cluster"
+    at.slider(key="cluster_k").set_value(3).run()
+    names = sorted(t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"])
+    assert names == ["cluster 0", "cluster 1", "cluster 2"]
+    at.radio(key="cluster_method").set_value("gmm").run()
+    assert not at.exception
+    captions = " ".join(c.value for c in at.caption)
+    assert "Best K-means silhouette" not in captions and "the Gaussian mixture uses the same k" in captions
+    at.selectbox(key="explorer_color").set_value("group").run()
+    assert "colour the map when *Colour by* is *cluster*" in " ".join(c.value for c in at.caption)
+
+
+def test_the_query_neighbours_say_they_live_in_the_full_space(fake_sources):
+    at = page().run()
+    at.text_input(key="explorer_query").set_value("a query").run()
+    assert "Nearest by cosine in the full 8-d space" in " ".join(c.value for c in at.caption)
+
+
+def test_many_categories_become_the_top_ones_plus_other():
+    from recsys.viz.figures import PALETTE, scatter_figure, top_categories
+
+    # 36 topics, topic i has i + 1 points: the 19 largest (topics 35..17) keep a colour, the rest are "other"
+    values = pd.Series([f"t{i}" for i in range(36) for _ in range(i + 1)])
+    groups = top_categories(values)
+    assert groups.nunique() == len(PALETTE) and (groups == "other").sum() == sum(range(1, 18))
+    meta = pd.DataFrame({"label": values, "topic": values})
+    fig = scatter_figure(np.zeros((len(values), 2)), meta, "topic")
+    assert [t.name for t in fig.data][-1] == "other" and len(fig.data) == len(PALETTE)
+    assert len({t.marker.color for t in fig.data}) == len(PALETTE)  # no colour repeats

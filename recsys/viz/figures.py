@@ -38,6 +38,17 @@ def colorable_columns(meta: pd.DataFrame) -> list[str]:
     return columns
 
 
+def top_categories(values: pd.Series, n: int = len(PALETTE) - 1, other: str = "other") -> pd.Series:
+    """``values`` as text with all but the ``n`` most frequent categories lumped into ``other``.
+
+    Why: past the palette's size, colours repeat and a map coloured by 36 topics cannot
+    be read; the most common categories plus "other" can.
+    """
+    groups = values.astype("object").where(values.notna(), "(missing)").astype(str)
+    keep = groups.value_counts().index[:n]
+    return groups.where(groups.isin(keep), other) if groups.nunique() > n + 1 else groups
+
+
 def _wrap(text: str, width: int = 60) -> str:
     text = str(text)
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -64,13 +75,15 @@ def scatter_figure(
     labels = meta["label"].astype(str).map(_wrap) if "label" in meta else pd.Series(np.arange(len(meta))).astype(str)
     fig = go.Figure()
     if color_by and color_by in meta.columns:
-        groups = meta[color_by].astype("object").where(meta[color_by].notna(), "(missing)").astype(str)
-        order = groups.value_counts().index.tolist()
+        groups = top_categories(meta[color_by])
+        order = [v for v in groups.value_counts().index.tolist() if v != "other"]
+        order += ["other"] if (groups == "other").any() else []
         for i, value in enumerate(order):
             mask = (groups == value).to_numpy()
+            colour = "#C8C8C8" if value == "other" else PALETTE[i % len(PALETTE)]
             fig.add_trace(go.Scattergl(
                 x=coords[mask, 0], y=coords[mask, 1], mode="markers", name=_wrap(value, 30),
-                marker={"size": 6, "opacity": 0.75, "color": PALETTE[i % len(PALETTE)]},
+                marker={"size": 6, "opacity": 0.75, "color": colour},
                 text=labels[mask], customdata=np.flatnonzero(mask),
                 hovertemplate="%{text}<br>" + f"{color_by}: {_wrap(value, 40)}<extra></extra>",
             ))
