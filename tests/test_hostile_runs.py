@@ -108,11 +108,17 @@ def damage(run: Run, kind: str) -> str:
     if kind == "config truncated":
         run.config_path.write_text(run.config_path.read_text()[:20])
         return "not valid JSON"
+    if kind == "status pickle payload":
+        run.status_path.write_bytes(pickle_payload(run.path.parent.parent / "pwned"))
+        return "not valid JSON"
+    if kind == "log symlink":
+        (run.path / "log.txt").symlink_to(run.path.parent.parent / "elsewhere.txt")
+        return "symbolic link(s): log.txt"
     raise AssertionError(kind)
 
 
 KINDS = ["status without status", "status not an object", "config empty object", "config random bytes",
-         "config truncated"]
+         "config truncated", "status pickle payload", "log symlink"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -122,7 +128,7 @@ def test_a_damaged_run_is_listed_as_damaged_with_its_reason(registry, capsys, ki
     word = damage(bad, kind)
     status = bad.status()
     assert status["status"] == "damaged" and word in status["error"]
-    assert bad.recipe == "" or kind.startswith("status")
+    assert bad.recipe == "" or not kind.startswith("config")
     assert good.status()["status"] == "done"
     assert cli.main(["runs", "list"]) == 0
     out = capsys.readouterr().out
@@ -131,6 +137,16 @@ def test_a_damaged_run_is_listed_as_damaged_with_its_reason(registry, capsys, ki
         execute(bad, registry)
     registry.delete(bad.id)  # a damaged run can be cleaned up
     assert [r.id for r in registry.list()] == [good.id]
+    assert not (registry.root.parent / "pwned").exists() and not (registry.root.parent / "elsewhere.txt").exists()
+
+
+def test_stop_never_follows_a_planted_link(registry, tmp_path):
+    run = registry.create("toy-linear", toy_config())
+    target = tmp_path / "victim-file"
+    run.stop_path.symlink_to(target)
+    with pytest.raises(OSError):
+        run.request_stop()
+    assert not target.exists()
 
 
 def test_a_truncated_active_file_serves_the_defaults_and_says_so(registry, capsys):

@@ -39,7 +39,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import asdict
@@ -119,7 +118,17 @@ class Run:
         return config
 
     def damage(self) -> str | None:
-        """Why this run is damaged, or ``None`` when its config and status files are sound."""
+        """Why this run is damaged, or ``None`` when its config and status files are sound.
+
+        A run folder holding a symbolic link is damaged too: the worker appends to
+        ``log.txt`` and ``metrics.jsonl``, and a planted link would make it write elsewhere.
+        """
+        try:
+            links = sorted(p.name for p in self.path.iterdir() if p.is_symlink())
+        except OSError as error:
+            return f"run folder {self.path} cannot be read ({error})"
+        if links:
+            return f"run folder {self.path} holds symbolic link(s): {', '.join(links)}"
         try:
             self.config
         except RunDamaged as error:
@@ -209,8 +218,9 @@ class Run:
             handle.flush()
 
     def request_stop(self) -> None:
-        """Ask the worker to stop; a queued run is stopped before it starts."""
-        self.stop_path.touch()
+        """Ask the worker to stop; a queued run is stopped before it starts (never follows a planted link)."""
+        fd = os.open(self.stop_path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        os.close(fd)
 
     def stop_requested(self) -> bool:
         return self.stop_path.exists()
