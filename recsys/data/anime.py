@@ -159,11 +159,7 @@ def load_catalogue(path: Path) -> pd.DataFrame:
 
 
 def load_ratings(path: Path) -> pd.DataFrame:
-    """Parse ``rating.csv``: int64 ids in 1..2^31-1, int32 ratings that must be -1 or 1..10.
-
-    Every row must have all three fields: a short or garbage row shows up as a missing
-    or non-integer value and is refused with its line.
-    """
+    """Parse ``rating.csv``: int64 ids in 1..2^31-1, int32 ratings -1 or 1..10; a short or garbage row is refused."""
     path = Path(path)
     frame = _read_csv(path, RATING_COLUMNS, skipinitialspace=True)
     if frame.empty:
