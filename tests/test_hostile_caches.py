@@ -85,3 +85,27 @@ def test_no_pickle_anywhere_in_the_package_or_pages():
                     offenders.append(f"{path.relative_to(PROJECT_ROOT)}: {needle}")
     offenders = [o for o in offenders if not o.startswith("recsys/pipelines/")]  # being deleted (issue 9)
     assert offenders == []
+
+
+def test_a_planted_embedding_cache_is_ignored_not_fatal(tmp_path):
+    import sqlite3
+
+    from recsys.embed.cache import EmbeddingCache
+
+    (tmp_path / "random").mkdir()
+    (tmp_path / "random" / "vectors.sqlite").write_bytes(os.urandom(4096))  # not a database
+    cache = EmbeddingCache("m", 2, folder=tmp_path / "random")
+    assert cache.get_many(["k"]) == {} and not cache.persist  # memory-only, with a logged warning
+
+    cache = EmbeddingCache("m", 2, folder=tmp_path / "planted")
+    conn = sqlite3.connect(tmp_path / "planted" / "vectors.sqlite")
+    conn.executemany("INSERT INTO vectors VALUES (?, ?, ?)", [
+        ("text", 2, "8 chars!"),  # TEXT of the right length: np.frombuffer raised TypeError
+        ("nan", 2, np.array([np.nan, 1], "<f4").tobytes()),
+        ("short", 2, b"\x00" * 4),
+        ("good", 2, np.array([0.6, 0.8], "<f4").tobytes()),
+    ])
+    conn.commit()
+    conn.close()
+    found = cache.get_many(["text", "nan", "short", "good"])
+    assert list(found) == ["good"] and found["good"].tolist() == pytest.approx([0.6, 0.8])

@@ -155,9 +155,11 @@ class EmbeddingCache:
                         rows = conn.execute(
                             f"SELECT key, dim, vec FROM vectors WHERE key IN ({marks})", chunk)
                         for key, dim, blob in rows:
-                            if dim != self.dim or len(blob) != 4 * self.dim:
-                                continue  # stale or foreign row: treat as a miss
+                            if not isinstance(blob, bytes) or dim != self.dim or len(blob) != 4 * self.dim:
+                                continue  # stale, foreign or planted row: treat as a miss
                             vec = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+                            if not np.isfinite(vec).all():
+                                continue
                             found[key] = vec
                             self.lru.put(key, vec)
                             self.hits_disk += 1
