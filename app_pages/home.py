@@ -7,8 +7,20 @@ from pathlib import Path
 import streamlit as st
 import torch
 
+from recsys.data.integrity import quick_report
 from recsys.paths import DataNotFoundError, find_data_dir
 from recsys.train.runs import RunRegistry
+
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+@st.cache_resource(show_spinner="Checking the data files…", max_entries=16)
+def file_report(path: str, size: int, mtime: int):
+    """Rows, checksum and release of one data file (re-checked when its size or time changes)."""
+    return quick_report(Path(path))
+
 
 st.title("🎯 recsys-studio")
 st.markdown(
@@ -53,9 +65,15 @@ with left:
                               ("ml-100k", ["ml-100k.inter", "ml-100k.item", "ml-100k.user"])]:
         try:
             path = find_data_dir(dataset, required, "see the README")
-            st.markdown(f"✅ {dataset}: `{path}`")
         except DataNotFoundError:
             st.markdown(f"❌ {dataset}: not found (set `RECSYS_DATA_DIR`; see the README)")
+            continue
+        reports = [file_report(str(path / name), *_stamp(path / name)) for name in required]
+        warnings = [w for r in reports for w in r.warnings]
+        st.markdown(f"{'⚠️' if warnings else '✅'} {dataset}: " + ", ".join(f"{r.rows:,} rows" for r in reports))
+        st.text(str(path))  # file paths and warnings: plain text, never Markdown
+        for warning in warnings:
+            st.text(f"⚠ {warning}")
 with middle:
     st.markdown("**Device**")
     if torch.cuda.is_available():
