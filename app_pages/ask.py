@@ -112,7 +112,7 @@ def main() -> None:
     mode = st.radio("Models", ["One model", "Compare models"], horizontal=True)
     names = video_page.model_choices()
     if mode == "One model":
-        models = [st.selectbox("Model", list(names), format_func=names.get)]
+        models = [st.selectbox("Model", list(names), format_func=names.get, key="ask_model")]
     else:
         models = st.multiselect("Models to compare", list(names),
                                 default=[n for n in video_page.DEFAULT_COMPARE if n in names], format_func=names.get)

@@ -97,7 +97,10 @@ class VideoItems:
         self.video_ids = list(self.video_ids) or [f"video-{i}" for i in range(n)]
         if self.query_emb is None:
             self.query_emb = np.zeros((0, dim), dtype=np.float32)
-        self.query_split = np.asarray(self.query_split if self.query_split is not None else [""] * len(self.query_emb))
+        n_queries = len(self.query_emb)
+        self.query_split = np.asarray(self.query_split if self.query_split is not None else [""] * n_queries)
+        self.query_text = list(self.query_text) or [""] * n_queries
+        self.query_ids = list(self.query_ids) or [f"query-{j}" for j in range(n_queries)]
         if len(self.video_text) != n or self.text.shape != (n, dim):
             raise ValueError("video texts and text embeddings must have one row per video")
 

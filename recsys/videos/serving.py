@@ -122,8 +122,9 @@ def load_trained(name: str, items: VideoItems, train_if_missing: bool = True,
             continue
         try:
             model, meta = training.load_checkpoint(path, items, expected_model=name)
-        except training.CheckpointMismatch as error:
+        except training.CheckpointMismatch as error:  # readable, made for another model/embedder
             log.info("skipping %s: %s", source, error)
+            refused.append(f"skipped {source}: {error}")
             continue
         except ArtifactError as error:  # damaged or foreign: say so and go on with the next source
             log.warning("refusing %s: %s", source, error)
