@@ -1,6 +1,9 @@
 """Ask: find linear-algebra teaching videos for a question (DCDT and baselines).
 
-UI only: every computation is in :mod:`recsys.pipelines.videos` (``VideoService``).
+UI only: every computation is in :mod:`recsys.videos.serving` (``VideoService``) and
+:mod:`recsys.videos.page` (model picker from the registry, examples, result tables).
+Text from outside (server errors, fallback reasons, model sources) is shown with
+``st.text``, never as Markdown; catalogue and query text inside Markdown is escaped.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ import re
 import streamlit as st
 
 from recsys.eval import videos as video_eval
-from recsys.pipelines import videos as pipeline
+from recsys.videos import page as video_page
+from recsys.videos import serving
 
 QUERY_KEY = "ask_query"
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<&$])")
@@ -23,7 +27,7 @@ def md_escape(text: str) -> str:
 
 @st.cache_resource(show_spinner="Loading the video catalogue and the embedding model…")
 def load_service(backend: str, api_key: str | None):
-    return pipeline.make_service(backend=backend, api_key=api_key or None)
+    return serving.make_service(backend=backend, api_key=api_key or None)
 
 
 def _use_example(text: str) -> None:
@@ -44,9 +48,11 @@ def _settings():
     return backend, api_key, k
 
 
-def _render_results(record: dict, show_attention: bool) -> None:
-    st.caption(f"{md_escape(pipeline.DISPLAY_NAMES.get(record['model'], record['model']))}: "
+def _render_results(record: dict, names: dict[str, str], show_attention: bool) -> None:
+    st.caption(f"{md_escape(names.get(record['model'], record['model']))}: "
                f"{record['latency_ms']:.1f} ms end to end (scoring + top-k {record['score_ms']:.2f} ms)")
+    if record.get("source"):
+        st.text(f"served from: {record['source']}")
     if not record["results"]:
         st.info("No videos.")
     for rank, item in enumerate(record["results"], start=1):
@@ -75,17 +81,11 @@ def _render_metrics() -> None:
     with st.expander("Metrics and evaluation", expanded=False):
         st.markdown("\n".join(f"- **{video_eval.METRIC_LABELS[m]}**: {d}"
                               for m, d in video_eval.METRIC_DEFINITIONS.items()))
-        table = pipeline.RESULTS_DIR / "table2_test.csv"
-        if table.exists():
-            import pandas as pd
-
-            st.markdown("**Test split (Table 2: DCDT vs baselines; trained models: mean over seeds)**")
-            st.dataframe(pd.read_csv(table), hide_index=True)
-            ablation = pipeline.RESULTS_DIR / "table3_test.csv"
-            if ablation.exists():
-                st.markdown("**Table 3: ablation**")
-                st.dataframe(pd.read_csv(ablation), hide_index=True)
-        else:
+        tables = video_page.result_tables()
+        for title, frame in tables.items():
+            st.markdown(f"**{title}**")
+            st.dataframe(frame, hide_index=True)
+        if not tables:
             st.caption("No evaluation yet: run `python -m recsys evaluate videos --split test --seeds 5`.")
 
 
@@ -98,22 +98,24 @@ def main() -> None:
     try:
         service = load_service(backend, api_key)
     except Exception as error:  # missing assets, unloadable model: a message, not a traceback
-        st.error(f"Could not load the video recommender: {error}")
+        st.error("Could not load the video recommender:")
+        st.text(f"{type(error).__name__}: {error}")
         return
 
     st.write("Examples:")
     columns = st.columns(3)
-    for i, example in enumerate(pipeline.EXAMPLE_QUERIES):
+    for i, example in enumerate(video_page.EXAMPLE_QUERIES):
         columns[i % 3].button(example, key=f"example-{i}", on_click=_use_example, args=(example,),
                               width="stretch")
     query = st.text_area("Your question", key=QUERY_KEY, height=80,
                          placeholder="e.g. a visual intuition for eigenvectors before my exam")
     mode = st.radio("Models", ["One model", "Compare models"], horizontal=True)
+    names = video_page.model_choices()
     if mode == "One model":
-        models = [st.selectbox("Model", pipeline.MODEL_NAMES, format_func=pipeline.DISPLAY_NAMES.get)]
+        models = [st.selectbox("Model", list(names), format_func=names.get, key="ask_model")]
     else:
-        models = st.multiselect("Models to compare", pipeline.MODEL_NAMES, default=["dcdt", "bm25", "embedding"],
-                                format_func=pipeline.DISPLAY_NAMES.get)
+        models = st.multiselect("Models to compare", list(names),
+                                default=[n for n in video_page.DEFAULT_COMPARE if n in names], format_func=names.get)
     _render_metrics()
 
     if not query:
@@ -129,26 +131,28 @@ def main() -> None:
     try:
         with st.spinner("Recommending… (the first query loads the models)"):
             answer = service.recommend_many(query, models, k=k, explain=True)
-    except ValueError as error:
-        st.warning(str(error))
+    except ValueError as error:  # our own message about the input
+        st.warning(md_escape(str(error)))
         return
-    except Exception as error:  # embedding backend down, training failed...
-        st.error(f"Could not compute recommendations: {type(error).__name__}: {error}")
+    except Exception as error:  # embedding backend down, training failed...: the text may come from a server
+        st.error("Could not compute recommendations:")
+        st.text(f"{type(error).__name__}: {error}")
         return
 
     for notice in answer["notices"]:
         st.warning(notice)
     if answer["fallback_reason"]:
-        st.warning(f"OpenAI embeddings failed, so the local model is used instead: {answer['fallback_reason']}")
+        st.warning("OpenAI embeddings failed, so the local model is used instead. The server said:")
+        st.text(str(answer["fallback_reason"]))
     st.caption(f"Embeddings: {md_escape(answer['backend'])} · query embedded in {answer['embed_ms']:.1f} ms")
 
     if len(models) == 1:
-        _render_results(answer["results"][models[0]], show_attention=True)
+        _render_results(answer["results"][models[0]], names, show_attention=True)
     else:
         for column, name in zip(st.columns(len(models)), models):
             with column:
-                st.subheader(pipeline.DISPLAY_NAMES[name])
-                _render_results(answer["results"][name], show_attention=True)
+                st.subheader(names[name])
+                _render_results(answer["results"][name], names, show_attention=True)
     titles = dict(zip(service.data.catalog["video_id"], service.data.catalog["title"]))
     _render_neighbours(answer.get("neighbours", []), titles)
 

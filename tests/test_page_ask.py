@@ -10,7 +10,8 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 from test_videos_fixtures import FakeEmbedder, make_data
 
-from recsys.pipelines import videos as pipeline
+from recsys import registry
+from recsys.videos import experiments, page as video_page, serving, training
 
 PAGE = str(Path(__file__).resolve().parent.parent / "app_pages" / "ask.py")
 
@@ -34,11 +35,13 @@ class FlakyEmbedder(FakeEmbedder):
 def page(tmp_path, monkeypatch):
     monkeypatch.setenv("RECSYS_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setattr(pipeline, "QUICK_TRAIN", dataclasses.replace(pipeline.QUICK_TRAIN, epochs=3, device="cpu"))
-    monkeypatch.setattr(pipeline, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(training, "QUICK_TRAIN", dataclasses.replace(training.QUICK_TRAIN, epochs=3, device="cpu"))
+    monkeypatch.setattr(training, "SHIPPED_CHECKPOINTS", {})
+    monkeypatch.setattr(registry, "MODELS", registry.VIDEO_MODELS)  # this domain's recipes only
+    monkeypatch.setattr(experiments, "RESULTS_DIR", tmp_path / "results")
     embedder = FlakyEmbedder()
-    service = pipeline.VideoService(data=make_data(), embedder=embedder)
-    monkeypatch.setattr(pipeline, "make_service", lambda backend="auto", api_key=None: service)
+    service = serving.VideoService(data=make_data(), embedder=embedder)
+    monkeypatch.setattr(serving, "make_service", lambda backend="auto", api_key=None: service)
     st.cache_resource.clear()
     app = AppTest.from_file(PAGE, default_timeout=120)
     app.run()
@@ -55,7 +58,7 @@ def test_renders_without_exception(page):
     assert not page.exception
     assert page.title[0].value.startswith("🔎 Ask")
     assert any("Type a question" in i.value for i in page.info)
-    assert len([b for b in page.button if b.key and b.key.startswith("example-")]) == len(pipeline.EXAMPLE_QUERIES)
+    assert len([b for b in page.button if b.key and b.key.startswith("example-")]) == len(video_page.EXAMPLE_QUERIES)
 
 
 def test_typing_a_query_shows_results_with_latency_and_backend(page):
@@ -65,6 +68,12 @@ def test_typing_a_query_shows_results_with_latency_and_backend(page):
     assert "gram schmidt" in text.lower()  # titles of the qr fixture videos are shown
     assert "ms end to end" in text and "fake hashing embedder" in text
     assert any("attention on title" in p.text for p in page.get("progress"))  # DCDT's why
+    assert any(t.value.startswith("served from: trained now") for t in page.text)  # which checkpoint serves
+
+
+def test_model_picker_comes_from_the_registry(page):
+    names = [spec.display_name for spec in registry.by_domain("videos")]
+    assert page.selectbox(key="ask_model").options == names
 
 
 def test_compare_models_side_by_side(page):
@@ -76,7 +85,7 @@ def test_compare_models_side_by_side(page):
 
 def test_example_button_fills_the_query(page):
     page.button(key="example-1").click().run()
-    assert page.text_area(key="ask_query").value == pipeline.EXAMPLE_QUERIES[1]
+    assert page.text_area(key="ask_query").value == video_page.EXAMPLE_QUERIES[1]
     assert not page.exception
 
 
@@ -102,7 +111,20 @@ def test_markup_and_emoji_are_shown_literally(page):
 def test_backend_failure_and_fallback_are_reported(page):
     page.embedder.last_fallback_reason = "openai failed: HTTP 500"
     page.text_area(key="ask_query").input("eigen values").run()
-    assert any("fell back" in w.value or "OpenAI embeddings failed" in w.value for w in page.warning)
+    assert any("OpenAI embeddings failed" in w.value for w in page.warning)
+    assert any(t.value == "openai failed: HTTP 500" for t in page.text)
     page.text_area(key="ask_query").input("boom").run()
     assert not page.exception
-    assert any("backend unreachable" in e.value for e in page.error)
+    assert any("Could not compute" in e.value for e in page.error)
+    assert any("backend unreachable" in t.value for t in page.text)
+
+
+def test_server_text_is_shown_as_plain_text_never_markdown(page):
+    """Issue 10: a server's error body with Markdown (a link, a remote image) must not render."""
+    hostile = "403 [click me](https://evil.example) ![x](https://evil.example/x.png) **bold**"
+    page.embedder.last_fallback_reason = hostile
+    page.text_area(key="ask_query").input("eigen values").run()
+    assert not page.exception
+    assert any(t.value == hostile for t in page.text)  # st.text: shown literally
+    markdown_like = [e.value for e in [*page.markdown, *page.warning, *page.error, *page.caption, *page.info]]
+    assert not any("evil.example" in value for value in markdown_like)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from recsys.eval import videos as ev
+from recsys.eval.tables import aggregate
 
 
 def test_evaluate_scores_by_hand():
@@ -29,7 +30,7 @@ def test_evaluate_scores_by_hand():
 
 def test_aggregate_and_tables(tmp_path):
     runs = [{"mrr@10": 0.5, "accuracy": 0.2}, {"mrr@10": 0.7, "accuracy": 0.4}]
-    agg = ev.aggregate(runs)
+    agg = aggregate(runs)
     # mean 0.6; sample std sqrt(((0.1)^2 + (0.1)^2) / 1) = 0.14142
     assert agg["mrr@10"] == pytest.approx((0.6, 0.141421), abs=1e-6)
     rows = {"DCDT": agg, "BM25": {"mrr@10": 0.55, "accuracy": 0.3}}
@@ -39,3 +40,14 @@ def test_aggregate_and_tables(tmp_path):
     table = list(csv.DictReader(open(path)))
     assert table[0]["model"] == "DCDT" and float(table[0]["mrr@10_std"]) == pytest.approx(0.141421, abs=1e-6)
     assert table[1]["mrr@10_std"] == "" and table[0]["seeds"] == "2"
+    # one seed has no spread: "(1 seed)" in the table, an empty std in the CSV, never a misleading ± 0
+    one = {"DCDT": aggregate(runs[:1])}
+    assert "0.500 (1 seed)" in ev.format_table("Table 2", one)
+    assert list(csv.DictReader(open(ev.write_csv(tmp_path / "one.csv", one))))[0]["mrr@10_std"] == ""
+
+
+def test_excluded_and_non_finite_scores_are_never_ranked():
+    # video 1 scores -inf (e.g. masked): the ranking is 0, 2 and then nothing, so MRR for relevant {1} is 0
+    scores = np.array([[0.5, -np.inf, 0.2]])
+    assert ev.evaluate_scores(scores, [[1]])["mrr@10"] == 0.0
+    assert ev.evaluate_scores(scores, [[2]])["mrr@10"] == pytest.approx(0.5)  # second place

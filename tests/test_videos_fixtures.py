@@ -84,9 +84,32 @@ def make_queries(n_per_topic: int = 10) -> pd.DataFrame:
 
 
 def make_data():
-    from recsys.pipelines.videos import VideoData
+    from recsys.videos.prep import VideoData
 
     return VideoData(make_catalog(), make_queries())
+
+
+def tiny_items(n_videos: int = 5, dim: int = 4, seed: int = 0):
+    """A few videos with random unit embeddings, texts and labelled queries in every split (contract tests).
+
+    Query ``j`` (of 8) is the unit vector of video ``j % n_videos``'s text plus noise and is
+    relevant to that video; splits cycle train, train, validation, test.
+    """
+    from recsys.videos.prep import VideoItems
+
+    rng = np.random.default_rng(seed)
+    unit = lambda x: (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)  # noqa: E731
+    title, desc = unit(rng.standard_normal((n_videos, dim))), unit(rng.standard_normal((n_videos, dim)))
+    text = unit(title + desc)
+    words = ["eigen spectrum", "singular decomposition", "determinant volume", "least squares", "gram schmidt",
+             "inverse identity", "projection subspace", "markov steady"]
+    videos = [f"{words[i % len(words)]} video {i}" for i in range(n_videos)]
+    rows = np.arange(8) % n_videos
+    queries = unit(text[rows] + 0.3 * rng.standard_normal((8, dim)))
+    return VideoItems(title=title, desc=desc, text=text, video_text=videos, query_emb=queries,
+                      query_text=[words[i % len(words)] for i in rows], query_ids=[f"q{j}" for j in range(8)],
+                      query_split=np.array(["train", "train", "validation", "test"] * 2),
+                      relevant=[[int(i)] for i in rows], embedder_name="tiny-random", catalog_hash="tiny")
 
 
 def test_fixture_shapes():

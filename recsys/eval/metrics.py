@@ -116,17 +116,7 @@ def per_row(rankings, relevants, metric: str) -> np.ndarray:
 
 
 def topk_from_scores(scores: np.ndarray, k: int, exclude: Sequence[Iterable[int]] | None = None) -> np.ndarray:
-    """Indices of the k best columns per row, best first; ``exclude[i]`` columns are masked out.
+    """Ids of the k best columns per row (the ids of :func:`recsys.retrieval.topk.top_k`, the one implementation)."""
+    from recsys.retrieval.topk import top_k
 
-    Uses ``argpartition`` (O(n) per row) and then sorts only the k survivors.
-    """
-    scores = np.array(scores, dtype=np.float64, copy=True)
-    if exclude is not None:
-        for row, cols in enumerate(exclude):
-            cols = list(cols)
-            if cols:
-                scores[row, cols] = -np.inf
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)
+    return top_k(scores, k, exclude)[1]

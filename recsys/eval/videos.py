@@ -12,7 +12,9 @@ relevant videos. Metrics (definitions in :mod:`recsys.eval.metrics`):
 * NDCG@10      = DCG@10 / ideal DCG@10 with binary gains.
 
 Trained models are run with several seeds; tables show mean ± standard deviation
-over seeds (sample std, ``ddof=1``). Deterministic baselines have one value.
+over seeds (sample std, ``ddof=1``; :func:`recsys.eval.tables.aggregate`). Deterministic
+baselines have one value. Top-k is :func:`recsys.retrieval.topk.top_k`; the Markdown
+cells are :func:`recsys.eval.tables.markdown_table`'s.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from recsys.eval.metrics import evaluate_rankings, topk_from_scores
+from recsys.eval.metrics import evaluate_rankings
+from recsys.eval.tables import markdown_table
+from recsys.retrieval.topk import top_k
 
 __all__ = [
     "METRICS",
@@ -34,7 +38,6 @@ __all__ = [
     "PAPER_NOTE",
     "PAPER_LATENCY_MS",
     "evaluate_scores",
-    "aggregate",
     "format_table",
     "write_csv",
 ]
@@ -71,38 +74,17 @@ def evaluate_scores(scores: np.ndarray, relevant: Sequence[Sequence[int]], k: in
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape[0] != len(relevant):
         raise ValueError(f"{scores.shape[0]} score rows for {len(relevant)} queries")
-    ranked = topk_from_scores(scores, k)
-    return evaluate_rankings([list(row) for row in ranked], [set(r) for r in relevant], list(metrics))
-
-
-def aggregate(runs: Sequence[Mapping[str, float]]) -> dict[str, tuple[float, float]]:
-    """``{metric: (mean, std)}`` over seeds; std is 0 for one run."""
-    out = {}
-    for name in runs[0]:
-        values = np.array([run[name] for run in runs], dtype=np.float64)
-        out[name] = (float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0)
-    return out
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, tuple):
-        mean, std = value
-        return f"{mean:.3f} ± {std:.3f}"
-    return f"{value:.3f}"
+    _, ranked = top_k(scores, k)
+    return evaluate_rankings([[i for i in row if i >= 0] for row in ranked], [set(r) for r in relevant], list(metrics))
 
 
 def format_table(title: str, rows: Mapping[str, Mapping[str, object]], paper: Mapping | None = None,
                  metrics: Sequence[str] = METRICS) -> str:
     """A Markdown table, one row per model; the paper's rows (or :data:`PAPER_NOTE`) follow."""
-    header = "| Model | " + " | ".join(METRIC_LABELS.get(m, m) for m in metrics) + " |"
-    lines = [f"### {title}", "", header, "|" + "---|" * (len(metrics) + 1)]
-    for model, values in rows.items():
-        lines.append(f"| {model} | " + " | ".join(_cell(values.get(m)) for m in metrics) + " |")
-    if paper:
-        for model, values in paper.items():
-            lines.append(f"| {model} (paper) | " + " | ".join(_cell(values.get(m)) for m in metrics) + " |")
+    header = ["Model", *(METRIC_LABELS.get(m, m) for m in metrics)]
+    body = [[model, *(values.get(m) for m in metrics)] for model, values in rows.items()]
+    body += [[f"{model} (paper)", *(values.get(m) for m in metrics)] for model, values in (paper or {}).items()]
+    lines = [f"### {title}", "", markdown_table(header, body)]
     lines.append("")
     lines.append("Paper's figures: " + ("shown as '(paper)' rows, on the paper's own data" if paper else PAPER_NOTE) + ".")
     return "\n".join(lines)
@@ -110,7 +92,7 @@ def format_table(title: str, rows: Mapping[str, Mapping[str, object]], paper: Ma
 
 def write_csv(path: Path, rows: Mapping[str, Mapping[str, object]], extra: Mapping[str, Mapping[str, object]] | None = None,
               metrics: Sequence[str] = METRICS) -> Path:
-    """One row per model: mean and std per metric (std empty for deterministic models), plus ``extra`` columns."""
+    """One row per model: mean and std per metric (std empty for deterministic models or one seed), plus ``extra`` columns."""
     path.parent.mkdir(parents=True, exist_ok=True)
     extra = extra or {}
     extra_cols = sorted({key for values in extra.values() for key in values})
@@ -122,7 +104,7 @@ def write_csv(path: Path, rows: Mapping[str, Mapping[str, object]], extra: Mappi
             for m in metrics:
                 value = values.get(m)
                 if isinstance(value, tuple):
-                    cells += [f"{value[0]:.6f}", f"{value[1]:.6f}"]
+                    cells += [f"{value[0]:.6f}", "" if np.isnan(value[1]) else f"{value[1]:.6f}"]
                 elif value is None:
                     cells += ["", ""]
                 else:

@@ -21,13 +21,17 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from recsys.models.base import Batch, Recommender
+from recsys.models.base import Batch, FittedRecommender
 
-__all__ = ["BM25", "stem", "tokenize"]
+__all__ = ["BM25", "BM25Config", "stem", "tokenize"]
+
+#: the batch key BM25 reads (same string as ``recsys.videos.prep.QUERY_TEXT``; models import no domain code)
+QUERY_TEXT_KEY = "query_text"
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _CJK = re.compile(r"([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff])")
@@ -59,28 +63,52 @@ def tokenize(text: str) -> list[str]:
     return [stem(word) for word in _WORD.findall(text) if word not in STOPWORDS]
 
 
-class BM25(Recommender):
-    """Okapi BM25 over one text per video. Batch key: ``"query_text"`` (a list of strings)."""
+@dataclass
+class BM25Config:
+    """Okapi BM25's two knobs (Robertson & Zaragoza's usual values)."""
 
-    display_name = "BM25"
+    k1: float = 1.5  # term-frequency saturation
+    b: float = 0.75  # document-length normalisation
 
-    def __init__(self, k1: float = 1.5, b: float = 0.75):
-        self.k1, self.b = k1, b
+
+class BM25(FittedRecommender):
+    """Okapi BM25 over each video's ``title. description`` (``items.video_text``).
+
+    ``BM25(config, items).fit(items)``. Batch key: ``"query_text"``, a *list of strings*
+    (not a tensor; :data:`recsys.videos.prep.QUERY_TEXT`): BM25 reads words, so it is the
+    one model that ignores ``"query"``. ``n_columns`` is the number of videos, no padding.
+
+    State: the index is a deterministic function of the video texts and ``(k1, b)``, so
+    :meth:`state` stores only each video's token count and :meth:`load_state` re-fits
+    from the items the model was built on, refusing them when the counts differ (a
+    checkpoint of another catalogue). Re-fitting 261 short texts takes milliseconds;
+    storing rank_bm25's dict-of-dicts would need pickle.
+    """
+
+    def __init__(self, config: BM25Config, data):
+        super().__init__(config, data)
+        self.data = data
         self.index = None
-        self.n_items = 0
+        self.doc_len = np.zeros(0, dtype=np.int64)
+        self.n_columns = len(data.video_text) if data is not None else 0
+        self.padding_index = None
 
-    def fit(self, documents: Sequence[str]) -> "BM25":
+    def fit(self, data) -> "BM25":
         from rank_bm25 import BM25Okapi
 
-        corpus = [tokenize(doc) or ["<empty>"] for doc in documents]
-        self.index = BM25Okapi(corpus, k1=self.k1, b=self.b)
-        self.n_items = len(corpus)
+        tokens = [tokenize(doc) for doc in data.video_text]
+        corpus = [words or ["<empty>"] for words in tokens]
+        self.index = BM25Okapi(corpus, k1=self.config.k1, b=self.config.b)
+        self.doc_len = np.array([len(words) for words in corpus], dtype=np.int64)
+        self.n_columns = len(corpus)
+        self.data = data
         return self
 
     def score_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """BM25 scores ``[len(texts), n_videos]``; a text with no known word scores 0 everywhere."""
         if self.index is None:
-            raise RuntimeError("BM25 is not fitted: call fit(documents) first")
-        out = np.zeros((len(texts), self.n_items), dtype=np.float32)
+            raise RuntimeError("BM25 is not fitted: call fit(items) first")
+        out = np.zeros((len(texts), self.n_columns), dtype=np.float32)
         for row, text in enumerate(texts):
             tokens = tokenize(text)
             if tokens:
@@ -88,4 +116,18 @@ class BM25(Recommender):
         return out
 
     def full_sort_predict(self, batch: Batch) -> torch.Tensor:
-        return torch.from_numpy(self.score_texts(batch["query_text"]))
+        texts = batch[QUERY_TEXT_KEY]
+        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+            raise TypeError(f"BM25 reads batch[{QUERY_TEXT_KEY!r}] as a list of strings")
+        return torch.from_numpy(self.score_texts(texts))
+
+    def state(self) -> dict[str, np.ndarray]:
+        if self.index is None:
+            raise RuntimeError("BM25 is not fitted: nothing to save")
+        return {"doc_len": self.doc_len}
+
+    def load_state(self, arrays) -> None:
+        self.fit(self.data)
+        stored = np.asarray(arrays["doc_len"])
+        if not np.array_equal(stored, self.doc_len):
+            raise ValueError("this BM25 state was fitted on other video texts")

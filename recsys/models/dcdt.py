@@ -70,30 +70,39 @@ i.e. every negative must score at least ``m`` below the positive. ``loss="infonc
 instead takes the softmax cross-entropy of the positive among ``[v+, v-_1..v-_K]``
 with temperature ``tau``.
 
-Dynamic hard negatives: at the start of every epoch (a
-:class:`~recsys.train.loop.Callback`, :class:`HardNegativeMiner`) each training query
-is scored against the catalogue by the *current* model; its negatives for the epoch
-are drawn uniformly from the ``hard_fraction`` (30 %) highest-scoring videos that are
-not relevant to it (:func:`mine_hard_negatives`). Re-mining follows the model: what
-was hard in epoch 1 may be easy by epoch 10.
+Dynamic hard negatives: at the start of every epoch each training query is scored
+against the catalogue by the *current* model; its negatives for the epoch are drawn
+uniformly from the ``hard_fraction`` (30 %) highest-scoring videos that are not
+relevant to it (:func:`mine_hard_negatives`, the sampling rule, lives here with the
+model; the training callback that calls it every epoch,
+:class:`recsys.videos.training.HardNegativeMiner`, lives with training, so this file
+imports nothing from :mod:`recsys.train`). Re-mining follows the model: what was hard
+in epoch 1 may be easy by epoch 10.
+
+Model data: ``DCDT(config, items)`` with ``items`` a
+:class:`recsys.videos.prep.VideoItems`; the catalogue's frozen title and description
+embeddings are taken from it (non-persistent buffers: a checkpoint holds only the
+learned weights). ``n_columns`` is the number of videos; there is no padding column.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from recsys.models.base import Batch, NeuralRecommender
-from recsys.train.loop import Callback
 
 __all__ = [
     "DCDT",
     "DCDTConfig",
-    "HardNegativeMiner",
+    "QueryVideoScorer",
     "contrastive_loss",
     "mine_hard_negatives",
 ]
@@ -103,7 +112,7 @@ __all__ = [
 class DCDTConfig:
     """Shapes, loss and negative sampling of DCDT (optimisation lives in ``TrainConfig``)."""
 
-    embed_dim: int = 384  # frozen text-embedding size (384 MiniLM, 1536 OpenAI)
+    embed_dim: int | None = None  # frozen text-embedding size (384 MiniLM, 1536 OpenAI); None: the data's
     hidden_dim: int = 64  # tower output size H
     attn_dim: int = 32  # key size K of the cross-modal attention
     dropout: float = 0.1  # query tower only
@@ -158,55 +167,37 @@ def mine_hard_negatives(scores: torch.Tensor, relevant: torch.Tensor, fraction: 
     return order.gather(1, picks)
 
 
-class HardNegativeMiner(Callback):
-    """Re-mines each training pair's negatives at the start of every epoch (``on_epoch_begin``).
-
-    ``queries [Q, E]`` are the training queries, ``pair_query [P]`` the query index of each
-    (query, positive) training pair, ``relevant [Q, n]`` the relevance mask. After each
-    call, :attr:`negatives` ``[P, n_negatives]`` holds the epoch's negatives; the caller's
-    batch function reads it. With ``dynamic=False`` negatives are uniform over all
-    non-relevant videos (the ablation without hard negatives).
-    """
-
-    def __init__(self, queries: torch.Tensor, pair_query: torch.Tensor, relevant: torch.Tensor,
-                 fraction: float = 0.3, n_negatives: int = 4, dynamic: bool = True, seed: int = 0):
-        self.queries = queries
-        self.pair_query = pair_query
-        self.relevant = relevant
-        self.fraction = fraction
-        self.n_negatives = n_negatives
-        self.dynamic = dynamic
-        self.generator = torch.Generator().manual_seed(seed)
-        self.negatives: torch.Tensor | None = None
-        self.epochs_mined = 0
-
-    def mine(self, model: NeuralRecommender) -> torch.Tensor:
-        device = model.device
-        relevant = self.relevant[self.pair_query].to(device)
-        if self.dynamic:
-            was_training = model.training
-            model.eval()
-            with torch.no_grad():
-                scores = model.full_sort_predict({"query": self.queries.to(device)})[self.pair_query.to(device)]
-            model.train(was_training)
-            fraction = self.fraction
-        else:
-            scores, fraction = torch.zeros(relevant.shape, device=device), 1.0
-        self.negatives = mine_hard_negatives(scores, relevant, fraction, self.n_negatives, self.generator).cpu()
-        self.epochs_mined += 1
-        return self.negatives
-
-    def on_epoch_begin(self, state, model):
-        self.mine(model)
-
-
 class QueryVideoScorer(NeuralRecommender):
-    """What DCDT and the single tower share: pair scoring and the contrastive training step.
+    """What DCDT and the single tower share: catalogue buffers, pair scoring, the training step.
 
-    Subclasses provide ``joint_score(query, title, description) -> [N]`` and the
-    ``title_emb`` / ``desc_emb`` buffers; ``config`` carries ``loss``, ``margin`` and
-    ``temperature``.
+    The constructor resolves ``config.embed_dim`` against the data (``None`` takes the
+    data's dimension; another value must equal it: weights map one embedding space) and
+    attaches the catalogue's frozen title and description embeddings as non-persistent
+    buffers, so checkpoints hold learned weights only. Subclasses build their layers
+    after ``super().__init__`` and provide ``joint_score(query, title, description) -> [N]``;
+    ``config`` carries ``loss``, ``margin`` and ``temperature``.
     """
+
+    def __init__(self, config, data):
+        if data is None:
+            raise ValueError(f"{type(self).__name__} needs the video items (title/description embeddings)")
+        dim = int(np.shape(data.title)[1])
+        if config.embed_dim is None:
+            config = dataclasses.replace(config, embed_dim=dim)
+        elif config.embed_dim != dim:
+            raise ValueError(f"{type(self).__name__} was configured for {config.embed_dim}-d embeddings, "
+                             f"the data has {dim}-d")
+        super().__init__(config, data)
+        self.n_columns = int(np.shape(data.title)[0])
+        self.padding_index = None
+        self.register_buffer("title_emb", torch.as_tensor(np.asarray(data.title), dtype=torch.float32),
+                             persistent=False)
+        self.register_buffer("desc_emb", torch.as_tensor(np.asarray(data.desc), dtype=torch.float32),
+                             persistent=False)
+
+    @property
+    def n_items(self) -> int:
+        return self.n_columns
 
     def predict(self, batch: Batch) -> torch.Tensor:
         items = batch["item"]
@@ -227,18 +218,14 @@ class QueryVideoScorer(NeuralRecommender):
 class DCDT(QueryVideoScorer):
     """Dual tower with cross-modal (title/description) attention; see the module docstring.
 
-    The catalogue's frozen title and description embeddings are attached with
-    :meth:`set_items` (non-persistent buffers: the checkpoint holds only the learned
-    weights, the embeddings come from the embedder's cache). Batch keys:
-    ``"query"`` FloatTensor[B, E]; ``"item"`` LongTensor[B] (positives / pairs to score);
-    ``"neg"`` LongTensor[B, K] (training only).
+    ``DCDT(config, items)``: the catalogue comes from ``items`` (:class:`~recsys.videos.prep.VideoItems`
+    or anything with ``title`` and ``desc`` arrays). Batch keys: ``"query"`` FloatTensor[B, E];
+    ``"item"`` LongTensor[B] (positives / pairs to score); ``"neg"`` LongTensor[B, K] (training only).
     """
 
-    display_name = "DCDT"
-
-    def __init__(self, config: DCDTConfig, title_emb: torch.Tensor | None = None,
-                 desc_emb: torch.Tensor | None = None):
-        super().__init__(config)
+    def __init__(self, config: DCDTConfig, data):
+        super().__init__(config, data)
+        config = self.config
         E, H, K = config.embed_dim, config.hidden_dim, config.attn_dim
         self.query_net = nn.Sequential(nn.Linear(E, H), nn.ReLU(), nn.Dropout(config.dropout))
         self.title_net = nn.Sequential(nn.Linear(E, H), nn.ReLU())
@@ -249,13 +236,9 @@ class DCDT(QueryVideoScorer):
         # [q'; t'; d'] (3H) + interactions [q'.t', q'.d', q'.v] (3) [+ q.t, q.d] -> score
         self.n_inter = 5 if config.cosine_skip else 3
         self.fusion = nn.Linear(3 * H + self.n_inter, 1)
-        self.register_buffer("title_emb", torch.zeros(0, E), persistent=False)
-        self.register_buffer("desc_emb", torch.zeros(0, E), persistent=False)
         self._frozen_items: torch.Tensor | None = None
         if config.tied_init:
             self._tie_initial_weights()
-        if title_emb is not None:
-            self.set_items(title_emb, desc_emb)
 
     def _tie_initial_weights(self) -> None:
         """Start title and description towers (and keys) as copies of the query side.
@@ -278,20 +261,6 @@ class DCDT(QueryVideoScorer):
             self.fusion.weight.zero_()
             self.fusion.bias.zero_()
             self.fusion.weight[0, 3 * H + 2:] = 1.0
-
-    # ----- catalogue -----
-    def set_items(self, title_emb: torch.Tensor, desc_emb: torch.Tensor) -> None:
-        title_emb, desc_emb = torch.as_tensor(title_emb).float(), torch.as_tensor(desc_emb).float()
-        if title_emb.shape != desc_emb.shape or title_emb.shape[1] != self.config.embed_dim:
-            raise ValueError(f"title {tuple(title_emb.shape)} and description {tuple(desc_emb.shape)} embeddings "
-                             f"must both be [n_videos, {self.config.embed_dim}]")
-        device = self.fusion.weight.device
-        self.title_emb, self.desc_emb = title_emb.to(device), desc_emb.to(device)
-        self._frozen_items = None
-
-    @property
-    def n_items(self) -> int:
-        return self.title_emb.shape[0]
 
     # ----- the literal computation -----
     def _fusion_parts(self):
@@ -393,7 +362,6 @@ class DCDT(QueryVideoScorer):
     # ----- contract -----
     def full_sort_predict(self, batch: Batch) -> torch.Tensor:
         return self.score_towers(self.user_tower(batch), self.item_tower())
-
 
     def explain(self, query_vec: torch.Tensor) -> torch.Tensor:
         """Attention on title vs description for one query: ``[n_videos, 2]`` = ``(alpha_t, alpha_d)``."""

@@ -16,8 +16,9 @@ Architecture::
     score = MLP([q; t; d]) = w3 . ReLU(W2 Dropout(ReLU(W1 [q; t; d] + b1)) + b2) + b3
 
 It trains with the same loss (:func:`recsys.models.dcdt.contrastive_loss`) and the
-same dynamic hard negatives (:class:`recsys.models.dcdt.HardNegativeMiner`) as DCDT,
-so the two differ only in architecture.
+same dynamic hard negatives (:func:`recsys.models.dcdt.mine_hard_negatives`, re-mined
+every epoch by :class:`recsys.videos.training.HardNegativeMiner`) as DCDT, so the two
+differ only in architecture. Model data and batch keys as for :class:`recsys.models.dcdt.DCDT`.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ __all__ = ["SingleTower", "SingleTowerConfig"]
 
 @dataclass
 class SingleTowerConfig:
-    embed_dim: int = 384
+    embed_dim: int | None = None  # None: the data's embedding size
     hidden_dim: int = 128  # first hidden layer; the second is half of it
     dropout: float = 0.1
     loss: str = "margin"  # margin | infonce (see recsys.models.dcdt)
@@ -50,34 +51,16 @@ class SingleTowerConfig:
 
 
 class SingleTower(QueryVideoScorer):
-    """Joint MLP scorer; batch keys as for :class:`recsys.models.dcdt.DCDT`."""
+    """Joint MLP scorer: ``SingleTower(config, items)``; batch keys as for :class:`recsys.models.dcdt.DCDT`."""
 
-    display_name = "Single tower"
-
-    def __init__(self, config: SingleTowerConfig, title_emb: torch.Tensor | None = None,
-                 desc_emb: torch.Tensor | None = None):
-        super().__init__(config)
-        E, H = config.embed_dim, config.hidden_dim
+    def __init__(self, config: SingleTowerConfig, data):
+        super().__init__(config, data)
+        E, H = self.config.embed_dim, self.config.hidden_dim
         self.mlp = nn.Sequential(
-            nn.Linear(3 * E, H), nn.ReLU(), nn.Dropout(config.dropout),
+            nn.Linear(3 * E, H), nn.ReLU(), nn.Dropout(self.config.dropout),
             nn.Linear(H, H // 2), nn.ReLU(),
             nn.Linear(H // 2, 1),
         )
-        self.register_buffer("title_emb", torch.zeros(0, E), persistent=False)
-        self.register_buffer("desc_emb", torch.zeros(0, E), persistent=False)
-        if title_emb is not None:
-            self.set_items(title_emb, desc_emb)
-
-    def set_items(self, title_emb: torch.Tensor, desc_emb: torch.Tensor) -> None:
-        title_emb, desc_emb = torch.as_tensor(title_emb).float(), torch.as_tensor(desc_emb).float()
-        if title_emb.shape != desc_emb.shape or title_emb.shape[1] != self.config.embed_dim:
-            raise ValueError(f"title and description embeddings must both be [n_videos, {self.config.embed_dim}]")
-        device = self.mlp[0].weight.device
-        self.title_emb, self.desc_emb = title_emb.to(device), desc_emb.to(device)
-
-    @property
-    def n_items(self) -> int:
-        return self.title_emb.shape[0]
 
     def joint_score(self, q: torch.Tensor, t: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         return self.mlp(torch.cat([q, t, d], dim=-1)).squeeze(-1)

@@ -1,13 +1,57 @@
-"""Page helpers of the video domain (Ask page, explorer sources). UI-free: no streamlit."""
+"""Page helpers of the video domain (Ask page, explorer sources). UI-free: no streamlit.
+
+The Ask page (``app_pages/ask.py``) reads everything it shows from here: the model
+picker (:func:`model_choices`, from the registry), example queries, metric
+definitions and the committed result tables, and the service factory
+(:func:`recsys.videos.serving.make_service`).
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from recsys.viz.sources import Source, SourceData, SourceUnavailable, finished_runs, run_registry
+from recsys.viz.sources import Source, SourceData, SourceUnavailable
+
+EXAMPLE_QUERIES = [
+    "what is an eigenvector, intuitively?",
+    "how to fit a line to data with least squares",
+    "Gram-Schmidt step by step",
+    "visual explanation of the determinant as area",
+    "singular value decomposition for image compression",
+    "¿qué es una matriz inversa?",
+]
+#: models the comparison view starts with
+DEFAULT_COMPARE = ("dcdt", "bm25", "embedding")
 
 
+def model_choices() -> dict[str, str]:
+    """``{name: display name}`` of every video model, in registry order (the page's picker)."""
+    from recsys import registry
+
+    return {spec.name: spec.display_name for spec in registry.by_domain("videos")}
+
+
+def results_dir() -> Path:
+    from recsys.videos.experiments import RESULTS_DIR
+
+    return RESULTS_DIR
+
+
+def result_tables() -> dict[str, pd.DataFrame]:
+    """The committed evaluation tables that exist: ``{"Table 2...": frame, "Table 3...": frame}``."""
+    folder = results_dir()
+    tables = {}
+    for title, name in [("Test split (Table 2: DCDT vs baselines; trained models: mean over seeds)", "table2_test.csv"),
+                        ("Table 3: ablation", "table3_test.csv")]:
+        if (folder / name).exists():
+            tables[title] = pd.read_csv(folder / name)
+    return tables
+
+
+# ---------------------------------------------------------------- explorer sources
 def _first_of_list(value):
     if isinstance(value, (list, tuple, np.ndarray)):
         return value[0] if len(value) else None
@@ -26,30 +70,14 @@ def catalog_meta(catalog: pd.DataFrame) -> pd.DataFrame:
     return meta
 
 
-def _local_embedder():
-    try:
-        from recsys.embed import get_embedder
-    except ImportError:
-        get_embedder = None
-    if get_embedder is not None:
-        return get_embedder("local")
-    try:
-        from recsys.embed.local import LocalEmbedder
-    except ImportError as error:
-        raise SourceUnavailable(f"no local text embedder available ({error})") from None
-    return LocalEmbedder()
-
-
 def load_catalog_text() -> SourceData:
     """Catalogue videos embedded by the local MiniLM embedder from ``title. description``."""
-    try:
-        from recsys.data.videos import load_catalog
-    except ImportError as error:
-        raise SourceUnavailable(f"the video catalogue loader is missing ({error})") from None
+    from recsys.data.videos import load_catalog
+    from recsys.embed import get_embedder
+
     catalog = load_catalog()
-    embedder = _local_embedder()
-    texts = catalog["text"].tolist() if "text" in catalog else (catalog["title"] + ". " + catalog["description"]).tolist()
-    vectors = embedder.encode(texts)
+    embedder = get_embedder("local")
+    vectors = embedder.encode(catalog["text"].tolist())
     return SourceData(
         vectors=vectors, meta=catalog_meta(catalog),
         encode_query=lambda queries: embedder.encode(list(queries)),
@@ -58,52 +86,38 @@ def load_catalog_text() -> SourceData:
 
 
 def load_dcdt_videos(run_id: str | None = None) -> SourceData:
-    needs = ("`recsys.pipelines.videos.video_tower_embeddings(run_id: str | None = None)"
-             " -> tuple[np.ndarray, pd.DataFrame]`")
-    module = _import("recsys.pipelines.videos", needs)
-    function = next((getattr(module, n) for n in ("video_tower_embeddings", "video_embeddings")
-                     if callable(getattr(module, n, None))), None)
-    if function is None and hasattr(module, "VideoService"):
-        return _dcdt_from_service(module)
-    if function is None:
-        raise SourceUnavailable(f"`recsys.pipelines.videos` has no `video_tower_embeddings`; this source needs {needs}.")
-    if run_id is None:
-        active = run_registry().active_run("dcdt")
-        run_id = active.id if active else None
-    vectors, meta = _unpack(_call(function, run_id=run_id), needs)
-    from recsys.data.videos import load_catalog
+    """The DCDT item tower (packed ``t', d', W_t t', W_d d'``, prior, ...) of the served model or of ``run_id``.
 
-    catalog_frame = catalog_meta(load_catalog())
-    if meta is None:
-        meta = catalog_frame
-    elif "label" not in meta:
-        meta = catalog_frame if len(meta) == len(catalog_frame) else meta.assign(label=meta.iloc[:, 0].astype(str))
-    query = getattr(module, "query_tower_embeddings", None) or getattr(module, "encode_queries", None)
-    encode = (lambda texts: np.asarray(_call(query, list(texts), run_id=run_id))) if callable(query) else None
-    return SourceData(vectors, meta, encode_query=encode,
-                      note=f"DCDT video-tower outputs ({'run ' + run_id if run_id else 'default model'})")
-
-
-def _dcdt_from_service(module) -> SourceData:
-    """The served DCDT model's item tower (``VideoService(...).bundle().model("dcdt").item_tower()``).
-
-    The packed item vector (``t', d', W_t t', W_d d'``, prior, ...) is what serving scores
-    against the query tower; the query tower's packing differs, so queries are not
-    placed in this space (no query overlay).
+    The packed item vector is what serving scores against the query tower; the query
+    tower's packing differs, so queries are not placed in this space (no query overlay).
+    A run's checkpoint is read through :func:`recsys.videos.training.load_checkpoint`
+    (safetensors, refused with a message naming it when damaged).
     """
     import torch
 
-    service = module.VideoService(backend="local", train_if_missing=False)
-    try:
-        model = service.bundle().model("dcdt")
-    except FileNotFoundError as error:
-        raise SourceUnavailable(f"No DCDT checkpoint yet: {error}") from None
+    from recsys.artifacts import ArtifactError
+    from recsys.videos import serving, training
+
+    service = serving.VideoService(backend="local", train_if_missing=False)
+    bundle = service.bundle()
+    if run_id is None:
+        try:
+            model = bundle.model("dcdt")
+        except FileNotFoundError as error:
+            raise SourceUnavailable(f"No DCDT checkpoint yet: {error}") from None
+        origin = service.model_source("dcdt")
+    else:
+        from recsys.train.runs import RunRegistry
+
+        try:
+            model, _ = training.load_checkpoint(RunRegistry().get(run_id).checkpoint_path, bundle.items, "dcdt")
+        except (ArtifactError, KeyError, FileNotFoundError) as error:
+            raise SourceUnavailable(f"run {run_id} cannot be shown: {error}") from None
+        origin = f"run {run_id}"
     with torch.no_grad():
-        vectors = model.item_tower().detach().cpu().numpy()
+        vectors = model.eval().item_tower().detach().cpu().numpy()
     return SourceData(vectors, catalog_meta(service.data.catalog),
-                      note=f"DCDT video-tower outputs ({service.model_source('dcdt')}), {vectors.shape[1]}-d packed")
-
-
+                      note=f"DCDT video-tower outputs ({origin}), {vectors.shape[1]}-d packed")
 
 
 def embedding_sources() -> list[Source]:
