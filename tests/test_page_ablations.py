@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from recsys.paths import PROJECT_ROOT
-from recsys.pipelines.sequential import summarise, ttests
+from recsys.sequential.stats import summarise, ttests
 
 PAGE = str(PROJECT_ROOT / "app_pages" / "ablations.py")
 
