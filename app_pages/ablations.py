@@ -11,9 +11,13 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from recsys.eval.sequential import PROTOCOL, PROTOCOL_NO_TIME
-from recsys.pipelines.sequential import (
-    ABLATION_TEXT, METRIC_LABELS, MODELS, PAPER, QUICK, SWEEP_LABELS, VARIANTS, load_results, pretty_table, results_dir,
-)
+from recsys.sequential.experiments import ABLATION_TEXT, PAPER, QUICK, results_dir
+from recsys.sequential.plots import SWEEP_LABELS
+from recsys.sequential.reproduce import load_results
+from recsys.sequential.stats import METRIC_LABELS, display_name, pretty_table
+from recsys.sequential.training import variants
+
+VARIANTS = variants()
 
 st.title("📊 CL-EPIDTN: baselines, ablations, sensitivity")
 st.caption(
@@ -114,15 +118,16 @@ st.caption("Launches a background run (recorded in the run registry, visible in 
            "test metrics. SASRec and the CL-EPIDTN family train on every prefix (causal windows), the family at "
            "the shape of `--quick` (d=64, 2 layers); DSSM, YouTube DNN and MIND on each user's 10 latest prefixes.")
 
-from recsys.train.recipes import all_recipes  # noqa: E402
+from recsys import registry  # noqa: E402
+from recsys.sequential.training import recipe as sequential_recipe  # noqa: E402
 from recsys.train.runs import RunRegistry  # noqa: E402
 
-recipes = {n: r for n, r in all_recipes().items() if r.domain == "sequential"}
+recipes = {spec.name: sequential_recipe(spec) for spec in registry.by_domain("sequential") if spec.kind == "neural"}
 if not recipes:
     st.info("No sequential recipes are registered.")
 else:
     c1, c2, c3 = st.columns(3)
-    model_name = c1.selectbox("Model", list(recipes), format_func=lambda n: MODELS[n].display if n in MODELS else n,
+    model_name = c1.selectbox("Model", list(recipes), format_func=display_name,
                               key="ablations_model")
     dataset = c2.selectbox("Dataset", ["ml-100k", "anime"], key="ablations_dataset")
     epochs = c3.number_input("Epochs", min_value=1, max_value=20, value=1)
@@ -145,7 +150,9 @@ else:
             st.warning(f"run {run_id} is gone")
             return
         status = run.status()
-        st.write(f"Run `{run.id}`: **{status['status']}**" + (f" — {status['error']}" if status.get("error") else ""))
+        st.write(f"Run `{run.id}`: **{status['status']}**")
+        if status.get("error"):  # may quote file paths or data: plain text, never Markdown
+            st.text(str(status["error"]))
         records = run.metrics()
         if records:
             frame = pd.DataFrame(records).set_index("epoch")

@@ -31,6 +31,7 @@ we report ours both ways so the like-for-like number (unmasked) can be compared.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -101,13 +102,37 @@ def check_same_split(dataset, test_data, expected: dict) -> None:
         raise SystemExit(f"RecBole's test split differs from ours for {differing} of {len(expected)} users")
 
 
-def run_recbole(args) -> dict:
-    import functools
+@contextlib.contextmanager
+def recbole_reads_its_own_checkpoints(folder: Path):
+    """Let RecBole reload the checkpoint it has just written into ``folder``, and nothing else.
 
+    RecBole 1.2.1's ``Trainer`` saves ``{"config": Config, "state_dict": ...}`` with
+    ``torch.save`` and ``evaluate(load_best_model=True)`` reads it back with ``torch.load``;
+    torch >= 2.6 defaults to ``weights_only=True``, which refuses RecBole's ``Config``
+    object. RecBole needs the unpickling load, so it is allowed only for files inside our own
+    temporary folder (written by RecBole in this process) and only while the block runs.
+    This is the benchmark's peer code, not the package: ``recsys`` itself never unpickles.
+    """
     import torch
 
-    # torch >= 2.6 loads with weights_only=True; RecBole 1.2.1's checkpoints hold its Config object
-    torch.load = functools.partial(torch.load, weights_only=False)
+    original = torch.load
+    root = folder.resolve()
+
+    def load(f, *args, **kwargs):
+        if isinstance(f, (str, os.PathLike)) and Path(f).resolve().is_relative_to(root):
+            kwargs["weights_only"] = False
+        return original(f, *args, **kwargs)
+
+    torch.load = load
+    try:
+        yield
+    finally:
+        torch.load = original
+
+
+def run_recbole(args) -> dict:
+    import torch
+
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.model.sequential_recommender import SASRec
@@ -140,7 +165,8 @@ def run_recbole(args) -> dict:
             init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
             trainer = Trainer(config, SASRec(config, train_data.dataset))
             _, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
-            test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+            with recbole_reads_its_own_checkpoints(Path(tmp)):
+                test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
         finally:
             os.chdir(cwd)
         seconds = time.perf_counter() - started
@@ -157,7 +183,7 @@ def run_ours(args) -> dict:
     from recsys.data.movielens import load_ml100k
     from recsys.data.sequential import leave_one_out, training_examples
     from recsys.eval.sequential import LOO_METRICS, evaluate_split
-    from recsys.pipelines.sequential import train_model
+    from recsys.sequential.training import train_model
     from recsys.train.loop import TrainConfig
 
     dataset = load_ml100k()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -115,8 +116,8 @@ def test_sasrec_window_loss_is_the_loss_of_its_prefixes():
 
 
 def test_most_popular_counts_training_items():
-    data = toy_dataset(n_users=2, n_items=4)
-    model = MostPopular(None, data).fit({1: [1, 2, 2], 2: [2, 3]})
+    data = dataclasses.replace(toy_dataset(n_users=2, n_items=4), sequences={1: [1, 2, 2], 2: [2, 3]})
+    model = MostPopular(None, data).fit(data)
     scores = model.full_sort_predict({"user": torch.tensor([1])})
     # item 2 seen 3 times, items 1 and 3 once, item 4 never
     assert scores[0, 1:].tolist() == [1.0, 3.0, 1.0, 0.0] and scores[0, 0] == -math.inf
@@ -126,7 +127,8 @@ def test_wals_ranks_co_consumed_items_first():
     data = toy_dataset(n_users=6, n_items=6)
     # two clusters: users 1-3 consume items 1-3, users 4-6 items 4-6; user 1 has not seen item 3
     sequences = {1: [1, 2], 2: [1, 2, 3], 3: [2, 3, 1], 4: [4, 5, 6], 5: [5, 6, 4], 6: [6, 4, 5]}
-    model = WALS(WALSConfig(factors=4, iterations=20, regularization=0.01), data).fit(sequences)
+    data = dataclasses.replace(data, sequences=sequences)
+    model = WALS(WALSConfig(factors=4, iterations=20, regularization=0.01), data).fit(data)
     scores = model.full_sort_predict({"user": torch.tensor([1])})[0]
     assert scores[3] > scores[4:].max()
     assert scores.shape == (7,) and scores[0] == -math.inf

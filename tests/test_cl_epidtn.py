@@ -279,7 +279,7 @@ def test_loss_weights_scale_the_parts():
 
 def test_bad_input_is_reported_clearly():
     with pytest.raises(ValueError, match="unknown CL-EPIDTN variant"):
-        CLEPIDTNConfig.variant("sasrec")
+        CLEPIDTNConfig(variant="sasrec")
     with pytest.raises(ValueError, match="divisible"):
         make(embedding_dim=15)
     model = make()

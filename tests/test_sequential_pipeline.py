@@ -1,4 +1,4 @@
-"""The reproduction pipeline end to end on the toy dataset, recipes and the CLI wiring."""
+"""The reproduction end to end on the toy dataset, recipes and the CLI wiring."""
 
 from __future__ import annotations
 
@@ -8,10 +8,16 @@ import json
 import pandas as pd
 import pytest
 
-from recsys.pipelines import sequential as pipeline
-from recsys.pipelines.sequential import QUICK, recent_only, reproduce
+from recsys.sequential import cli as sequential_cli
+from recsys.sequential import reproduce as reproduce_module
+from recsys.sequential import training
+from recsys.sequential.experiments import QUICK
+from recsys.sequential.prep import make_split, recent_only
+from recsys.sequential.reproduce import reproduce
+from recsys.sequential.serving import load_checkpoint
 from recsys.train.loop import TrainConfig
-from recsys.train.recipes import RecipeContext, all_recipes
+from recsys import registry
+from recsys.train.recipes import RecipeContext
 from tests.sequential_toy import toy_dataset
 
 
@@ -40,12 +46,20 @@ def test_training_windows_hold_every_prefix_once():
     assert batch["next_items"].shape == (3, 4) and batch["user"].tolist() == [1, 1, 1]
 
 
+def sequential_recipes():
+    # this domain's recipes only: all_recipes() also needs the other domains' training modules
+    return {spec.name: training.recipe(spec) for spec in registry.by_domain("sequential") if spec.kind == "neural"}
+
+
 def test_every_trainable_model_has_a_recipe():
-    recipes = all_recipes()
+    recipes = sequential_recipes()
+    assert set(recipes) == {"cl-epidtn", "epidtn", "cltd", "cl-dssm", "sasrec", "mind", "dssm", "youtube-dnn"}
+    assert recipes["sasrec"].defaults.batch_size == 64 and recipes["dssm"].defaults.batch_size == 256
     for name in ("sasrec", "youtube-dnn", "dssm", "mind"):
         assert recipes[name].domain == "sequential"
-    for name in pipeline.VARIANTS:
-        assert name in recipes
+    assert training.variants() == ("cl-epidtn", "epidtn", "cltd", "cl-dssm")
+    for name in training.variants():
+        assert name in recipes and recipes[name].name == name
 
 
 def test_cli_parses_reproduce_and_evaluate():
@@ -54,16 +68,20 @@ def test_cli_parses_reproduce_and_evaluate():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="verb")
     verbs = {v: sub.add_parser(v).add_subparsers(dest="domain") for v in ("evaluate", "reproduce")}
-    pipeline.register_cli(verbs)
+    sequential_cli.register_cli(verbs)
     args = parser.parse_args(["reproduce", "cl-epidtn", "--quick", "--dataset", "all", "--seeds", "3"])
     assert args.quick and args.dataset == "all" and args.seeds == 3
     args = parser.parse_args(["evaluate", "ml-100k", "--models", "wals,most-popular"])
     assert args.models == "wals,most-popular"
+    with pytest.raises(SystemExit):  # numeric arguments use recsys.cliargs types: 0 seeds is refused
+        parser.parse_args(["reproduce", "cl-epidtn", "--seeds", "0"])
+    with pytest.raises(ValueError, match="unknown model"):
+        sequential_cli._model_list("sasrec,bert4rec")
 
 
 @pytest.mark.slow
 def test_reproduce_on_the_toy_writes_every_table(tmp_path, monkeypatch):
-    monkeypatch.setattr(pipeline, "load_dataset", lambda name, users=None: dataclasses.replace(toy_dataset(length=8), name=name))
+    monkeypatch.setattr(reproduce_module, "load_dataset", lambda name, users=None: dataclasses.replace(toy_dataset(length=8), name=name))
     models = ["most-popular", "wals", "dssm", "cl-epidtn"]
     settings = dataclasses.replace(
         QUICK, seeds=2, epochs=1, max_seq_len=5, batch_size=16,
@@ -92,12 +110,12 @@ def test_reproduce_on_the_toy_writes_every_table(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_recipe_trains_and_saves_a_checkpoint(tmp_path, monkeypatch):
-    monkeypatch.setattr(pipeline, "load_dataset", lambda name, users=None: toy_dataset(length=8))
-    recipe = all_recipes()["sasrec"]
+    monkeypatch.setattr(training, "load_dataset", lambda name, users=None: toy_dataset(length=8))
+    recipe = sequential_recipes()["sasrec"]
     context = RecipeContext(TrainConfig(epochs=1, batch_size=16), {"max_seq_len": 5, "hidden_size": 8, "inner_size": 16},
-                            [], tmp_path / "checkpoint.pt")
+                            [], tmp_path / "checkpoint.safetensors")
     summary = recipe.run(context)
     assert 0 <= summary["test_hit@10"] <= 1
     data = toy_dataset(length=8)
-    model = pipeline.load_checkpoint(tmp_path / "checkpoint.pt", data, pipeline.make_split(data, "loo"))
+    model = load_checkpoint(tmp_path / "checkpoint.safetensors", data, make_split(data, "loo"), "sasrec")
     assert model.config.hidden_size == 8

@@ -12,7 +12,7 @@ from recsys.data.sequential import (
     SequentialSplit, leave_one_out, pad_left, ratio_split, training_examples, user_batches,
 )
 from recsys.eval.metrics import hit_at_k, ndcg_at_k, recall_at_k
-from recsys.eval.sequential import evaluate_split, faiss_topk, mask_scores, metrics_from_topk
+from recsys.eval.sequential import evaluate_split, faiss_topk, metrics_from_topk, ranked_items
 from tests.sequential_toy import toy_dataset
 
 
@@ -50,10 +50,12 @@ def test_training_examples_are_every_prefix_right_aligned():
     assert sorted(torch.cat([b["item"] for b in batches]).tolist()) == [2, 3, 4]
 
 
-def test_mask_hides_history_and_padding():
-    scores = torch.tensor([[9.0, 1.0, 5.0, 3.0, 4.0]])
-    masked = mask_scores(scores, [[2, 4]])
-    assert masked[0].tolist() == [-math.inf, 1.0, -math.inf, 3.0, -math.inf]
+def test_ranking_hides_history_and_padding():
+    scores = torch.tensor([[9.0, 1.0, 5.0, 3.0, 4.0], [0.0, 2.0, 2.0, 7.0, 1.0]])
+    ranked = ranked_items(scores, [[2, 4], []], k=4)
+    # row 0: padding 0 and history 2, 4 excluded -> 3 (3.0), 1 (1.0), then nothing left (-1)
+    # row 1: 3 (7.0), then the tie 1/2 (2.0) in id order, then 4 (1.0)
+    assert ranked.tolist() == [[3, 1, -1, -1], [3, 1, 2, 4]]
     assert scores[0, 0] == 9.0  # the input is not modified
 
 
@@ -119,9 +121,12 @@ def test_faiss_topk_equals_full_sort_predict_for_a_two_tower_model():
     split = leave_one_out(data)
     batch, histories, _ = next(user_batches(split, "test", max_len=5))
     with torch.no_grad():
-        dense = mask_scores(model.full_sort_predict(batch), histories)
-    expected = torch.topk(dense, 10, dim=1).indices
+        dense = model.full_sort_predict(batch)
+    expected = ranked_items(dense, histories, 10)
     got = faiss_topk(model, batch, 10, histories)
     assert torch.equal(got, expected)
     assert not any(set(row.tolist()) & set(h) for row, h in zip(got, histories, strict=True))
-    np.testing.assert_array_equal(got.numpy()[:, 0], dense.argmax(1).numpy())
+    masked = dense.clone()
+    for row, h in enumerate(histories):
+        masked[row, h] = -math.inf
+    np.testing.assert_array_equal(got.numpy()[:, 0], masked.argmax(1).numpy())

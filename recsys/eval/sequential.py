@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from recsys.data.sequential import SequentialSplit, user_batches
+from recsys.retrieval.topk import top_k
 
 PROTOCOL = (
     "Per-user chronological leave-one-out (last interaction = test, second-to-last = validation); "
@@ -39,15 +40,15 @@ LOO_METRICS = ("hit@10", "hit@50", "ndcg@10")
 RATIO_METRICS = ("recall@10", "recall@50")
 
 
-def mask_scores(scores: torch.Tensor, histories: Sequence[Sequence[int]]) -> torch.Tensor:
-    """Set column 0 (padding) and each row's history items to ``-inf`` (in a copy)."""
-    scores = scores.detach().float().clone()
-    scores[:, 0] = -math.inf
-    rows = [r for r, h in enumerate(histories) for _ in h]
-    cols = [c for h in histories for c in h]
-    if rows:
-        scores[torch.tensor(rows), torch.tensor(cols)] = -math.inf
-    return scores
+def ranked_items(scores: torch.Tensor, histories: Sequence[Sequence[int]], k: int) -> torch.Tensor:
+    """``[B, k]`` best item ids per row, padding column 0 and each row's history excluded.
+
+    The one top-k with exclusions (:func:`recsys.retrieval.topk.top_k`): ties go to the lower
+    item id, and a row with fewer than ``k`` rankable items gets ``-1`` (never a target).
+    """
+    scores = scores.detach().float().cpu().numpy()
+    _, ids = top_k(scores, k, [[0, *h] for h in histories])
+    return torch.from_numpy(ids).long()
 
 
 def metrics_from_topk(topk: torch.Tensor, targets: Sequence[Sequence[int]], metrics: Sequence[str]) -> dict[str, np.ndarray]:
@@ -118,9 +119,8 @@ def evaluate_split(
     collected: dict[str, list[np.ndarray]] = {m: [] for m in metrics}
     for batch, histories, targets in user_batches(split, part, max_len, batch_size):
         batch = {key: value.to(device) for key, value in batch.items()}
-        scores = model.full_sort_predict(batch).cpu()
-        scores = mask_scores(scores, histories if mask_history else [[] for _ in histories])
-        topk = torch.topk(scores, min(k, scores.shape[1] - 1), dim=1).indices
+        scores = model.full_sort_predict(batch)
+        topk = ranked_items(scores, histories if mask_history else [[] for _ in histories], k)
         for name, values in metrics_from_topk(topk, targets, metrics).items():
             collected[name].append(values)
     rows = {m: (np.concatenate(v) if v else np.array([])) for m, v in collected.items()}

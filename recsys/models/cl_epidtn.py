@@ -96,6 +96,12 @@ Choices made where the paper is silent (each is a knob or a comment below):
   the logits, the standard fix. The paper does not mention it, but it is **on** by default:
   on ml-100k (leave-one-out, d=64, 2 layers, 3 short epochs) it moved validation HR@10 from
   0.052 to 0.143 (popularity: 0.074); set it False for the plain in-batch softmax.
+* *Embedder, MLP, initialisation* are the shared ones of :mod:`recsys.models.layers`
+  (feature code 0 embeds to zeros, ReLU between linear layers, every table N(0, 0.02) with
+  a zero padding row), the same as DSSM's, YouTube DNN's and MIND's, so the CL-DSSM ablation
+  and the DSSM baseline differ only in the paper's components. Until issue 9 this model
+  used GELU in its tower MLPs and a learned embedding for feature code 0; the paper names
+  neither. The Transformer layers keep GELU (the encoder's own choice, as SASRec's).
 * *Cost knobs*: attention-probability dropout is separate (``attention_dropout``, default 0;
   the residual and feed-forward dropout stay at ``dropout``), and the sequence task runs on at
   most ``seq_cl_max_users`` random distinct users of the batch (128; ``None`` = all), because
@@ -115,7 +121,6 @@ after each position, window training); :meth:`CLEPIDTN.predict` needs ``item``.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -126,6 +131,7 @@ from torch import nn
 
 from recsys.data.sequential import FeatureTable, SequentialDataset
 from recsys.models.base import Batch, NeuralRecommender, TwoTowerMixin
+from recsys.models.layers import EMBEDDING_STD, FeatureEmbedding, embedding, mlp
 from recsys.models.seq_features import item_log_frequency, logq_correct
 
 log = logging.getLogger(__name__)
@@ -141,7 +147,7 @@ VARIANTS: dict[str, tuple[str, dict[str, bool]]] = {
 
 @dataclass
 class CLEPIDTNConfig:
-    """Shapes and loss weights of CL-EPIDTN; ``variant(name)`` gives the paper's ablations."""
+    """Shapes and loss weights of CL-EPIDTN; ``variant`` picks the model or one of the paper's ablations."""
 
     embedding_dim: int = 128  # d: every embedding, the Transformer width and both tower outputs
     dropout: float = 0.3  # Transformer residual/feed-forward, sequence input and tower MLPs
@@ -161,25 +167,34 @@ class CLEPIDTNConfig:
     logq_correction: bool = True  # subtract log(item frequency) from in-batch logits (Yi et al. 2019)
     n_activity_buckets: int = 12  # log2 buckets of sequence length (0 = no history)
     item_category: str = "auto"  # auto | genre | field: which item feature feeds a_v
-    use_contrastive: bool = True
-    use_augmented: bool = True
-    use_transformer: bool = True
+    #: which model: ``cl-epidtn`` or one of the paper's ablations ``epidtn`` (no contrastive
+    #: tasks), ``cltd`` (no augmented vectors), ``cl-dssm`` (no Transformer); the registry's
+    #: entries set it through their options
+    variant: str = "cl-epidtn"
 
-    @classmethod
-    def variant(cls, name: str, **overrides) -> CLEPIDTNConfig:
-        """The config of a named variant: ``cl-epidtn``, ``epidtn``, ``cltd`` or ``cl-dssm``."""
-        key = name.lower()
-        if key not in VARIANTS:
-            raise ValueError(f"unknown CL-EPIDTN variant {name!r}; choose one of {', '.join(VARIANTS)}")
-        return cls(**{**VARIANTS[key][1], **overrides})
+    def __post_init__(self) -> None:
+        self.variant = str(self.variant).lower()
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown CL-EPIDTN variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
+
+    def _uses(self, component: str) -> bool:
+        return VARIANTS[self.variant][1].get(component, True)
+
+    @property
+    def use_contrastive(self) -> bool:
+        return self._uses("use_contrastive")
+
+    @property
+    def use_augmented(self) -> bool:
+        return self._uses("use_augmented")
+
+    @property
+    def use_transformer(self) -> bool:
+        return self._uses("use_transformer")
 
     @property
     def variant_name(self) -> str:
-        flags = (self.use_contrastive, self.use_augmented, self.use_transformer)
-        for key, (_, off) in VARIANTS.items():
-            if flags == tuple(off.get(f, True) for f in ("use_contrastive", "use_augmented", "use_transformer")):
-                return key
-        return "custom"
+        return self.variant
 
     def validate(self) -> None:
         if self.embedding_dim % self.n_heads:
@@ -197,8 +212,8 @@ class CLEPIDTNConfig:
 
 
 def variant(name: str, **overrides) -> CLEPIDTNConfig:
-    """Shortcut for :meth:`CLEPIDTNConfig.variant`."""
-    return CLEPIDTNConfig.variant(name, **overrides)
+    """The config of a named variant: ``cl-epidtn``, ``epidtn``, ``cltd`` or ``cl-dssm``."""
+    return CLEPIDTNConfig(**{**overrides, "variant": name})
 
 
 # ---------------------------------------------------------------------------------------
@@ -243,51 +258,6 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float, hard: torch.
 # building blocks
 
 
-class FieldEmbeddings(nn.Module):
-    """One ``d``-wide embedding per categorical field (+ a mean-pooled bag for the multi field).
-
-    Returns a list of ``[n, d]`` slots for entity ids, read from the :class:`FeatureTable` held
-    as buffers, so batches carry ids only.
-    """
-
-    def __init__(self, table: FeatureTable, dim: int, kind: str):
-        super().__init__()
-        values = table.values.long()
-        if values.dim() != 2 or values.shape[1] != len(table.cardinalities):
-            raise ValueError(f"{kind} feature table: values must be [n + 1, {len(table.cardinalities)}], "
-                             f"got {tuple(values.shape)}")
-        for f, (name, card) in enumerate(zip(table.names, table.cardinalities)):
-            if values.shape[0] and (values[:, f].min() < 0 or values[:, f].max() >= card):
-                raise ValueError(f"{kind} field {name!r} has codes outside 0..{card - 1}")
-        self.register_buffer("values", values, persistent=False)
-        self.fields = nn.ModuleList(nn.Embedding(card, dim) for card in table.cardinalities)
-        self.has_multi = table.multi is not None and table.multi_cardinality > 0
-        if self.has_multi:
-            multi = table.multi.long()
-            if multi.min() < 0 or multi.max() >= table.multi_cardinality:
-                raise ValueError(f"{kind} multi field {table.multi_name!r} has codes outside "
-                                 f"0..{table.multi_cardinality - 1}")
-            self.register_buffer("multi", multi, persistent=False)
-            self.bag = nn.EmbeddingBag(table.multi_cardinality, dim, mode="mean", padding_idx=0)
-        for emb in self.fields:
-            nn.init.normal_(emb.weight, std=0.02)
-        if self.has_multi:
-            nn.init.normal_(self.bag.weight, std=0.02)
-            with torch.no_grad():
-                self.bag.weight[0].zero_()
-
-    @property
-    def n_slots(self) -> int:
-        return len(self.fields) + int(self.has_multi)
-
-    def forward(self, ids: torch.Tensor) -> list[torch.Tensor]:
-        codes = self.values[ids]
-        slots = [emb(codes[:, f]) for f, emb in enumerate(self.fields)]
-        if self.has_multi:
-            slots.append(self.bag(self.multi[ids]))  # all-padding rows give zeros
-        return slots
-
-
 class AugmentedVector(nn.Module):
     """``a = MLP([emb(id), emb(bucket)])``: the personalized augmented vector of one tower.
 
@@ -297,18 +267,12 @@ class AugmentedVector(nn.Module):
 
     def __init__(self, n_ids: int, n_buckets: int, dim: int):
         super().__init__()
-        self.id_embedding = nn.Embedding(n_ids, dim)
-        self.bucket_embedding = nn.Embedding(max(n_buckets, 1), dim)
-        self.mlp = nn.Sequential(nn.Linear(2 * dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
-        nn.init.normal_(self.id_embedding.weight, std=0.02)
-        nn.init.normal_(self.bucket_embedding.weight, std=0.02)
+        self.id_embedding = embedding(n_ids, dim, padding_idx=None)
+        self.bucket_embedding = embedding(max(n_buckets, 1), dim, padding_idx=None)
+        self.mlp = mlp([2 * dim, 2 * dim, dim])
 
     def forward(self, ids: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
         return self.mlp(torch.cat([self.id_embedding(ids), self.bucket_embedding(buckets)], -1))
-
-
-def _mlp(n_in: int, d: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(n_in, 2 * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * d, d))
 
 
 def activity_buckets(dataset: SequentialDataset, n_buckets: int) -> torch.Tensor:
@@ -344,15 +308,16 @@ def item_categories(table: FeatureTable, how: str) -> tuple[torch.Tensor, int]:
 # the model
 
 
-class CLEPIDTN(NeuralRecommender, TwoTowerMixin):
+class CLEPIDTN(TwoTowerMixin, NeuralRecommender):
     """CL-EPIDTN and its ablations (EPIDTN, CLTD, CL-DSSM) as one dual-tower model."""
 
     def __init__(self, config: CLEPIDTNConfig, dataset: SequentialDataset):
         config = config if config is not None else CLEPIDTNConfig()
         config.validate()
-        super().__init__(config)
-        self.display_name = VARIANTS.get(config.variant_name, ("CL-EPIDTN (custom)",))[0]
+        super().__init__(config, dataset)
+        self.display_name = VARIANTS[config.variant][0]
         self.n_users, self.n_items = dataset.n_users, dataset.n_items
+        self.n_columns, self.padding_index = self.n_items + 1, 0  # column 0: the padding item
         d = config.embedding_dim
         if dataset.item_features.values.shape[0] != self.n_items + 1:
             raise ValueError(f"item feature table has {dataset.item_features.values.shape[0]} rows; "
@@ -363,22 +328,16 @@ class CLEPIDTN(NeuralRecommender, TwoTowerMixin):
 
         # Embedding layer, shared by the towers: the item-id table serves both the behaviour
         # sequence (user tower) and the item tower.
-        self.item_embedding = nn.Embedding(self.n_items + 1, d, padding_idx=0)
-        self.user_embedding = nn.Embedding(self.n_users + 1, d, padding_idx=0)
-        self.item_fields = FieldEmbeddings(dataset.item_features, d, "item")
-        self.user_fields = FieldEmbeddings(dataset.user_features, d, "user")
-        nn.init.normal_(self.item_embedding.weight, std=0.02)
-        nn.init.normal_(self.user_embedding.weight, std=0.02)
-        with torch.no_grad():
-            self.item_embedding.weight[0].zero_()
-            self.user_embedding.weight[0].zero_()
+        self.item_embedding = embedding(self.n_items + 1, d)
+        self.user_embedding = embedding(self.n_users + 1, d)
+        self.item_fields = FeatureEmbedding(dataset.item_features, d, "item")
+        self.user_fields = FeatureEmbedding(dataset.user_features, d, "user")
 
         # Sequence encoder.
-        self.position_embedding = nn.Embedding(config.max_seq_len, d)
-        self.mask_token = nn.Parameter(torch.randn(d) * 0.02)  # replaces masked items in sequence views
+        self.position_embedding = embedding(config.max_seq_len, d, padding_idx=None)
+        self.mask_token = nn.Parameter(torch.randn(d) * EMBEDDING_STD)  # replaces masked items in sequence views
         self.sequence_norm = nn.LayerNorm(d)
         self.sequence_dropout = nn.Dropout(config.dropout)
-        nn.init.normal_(self.position_embedding.weight, std=0.02)
         if config.use_transformer:
             layer = nn.TransformerEncoderLayer(d, config.n_heads, dim_feedforward=config.ffn_mult * d,
                                                dropout=config.dropout, activation="gelu", batch_first=True,
@@ -413,8 +372,8 @@ class CLEPIDTN(NeuralRecommender, TwoTowerMixin):
         # Towers.
         self.n_user_slots = 1 + self.user_fields.n_slots  # user id + fields
         self.n_item_slots = 1 + self.item_fields.n_slots  # item id + fields (+ genres)
-        self.user_mlp = _mlp(seq_width + self.n_user_slots * d + aug, d, config.dropout)
-        self.item_mlp = _mlp(self.n_item_slots * d + aug, d, config.dropout)
+        self.user_mlp = mlp([seq_width + self.n_user_slots * d + aug, 2 * d, d], config.dropout)
+        self.item_mlp = mlp([self.n_item_slots * d + aug, 2 * d, d], config.dropout)
         self.last_loss_parts: dict[str, float] = {}
         log.debug("%s: %d parameters (%s)", self.display_name, sum(p.numel() for p in self.parameters()),
                   self.extra_repr())
@@ -422,10 +381,10 @@ class CLEPIDTN(NeuralRecommender, TwoTowerMixin):
     # -- embeddings ------------------------------------------------------------------------
 
     def _item_slots(self, items: torch.Tensor) -> list[torch.Tensor]:
-        return [self.item_embedding(items), *self.item_fields(items)]
+        return [self.item_embedding(items), *self.item_fields.slots(items)]
 
     def _user_slots(self, users: torch.Tensor) -> list[torch.Tensor]:
-        return [self.user_embedding(users), *self.user_fields(users)]
+        return [self.user_embedding(users), *self.user_fields.slots(users)]
 
     def _token_table(self) -> torch.Tensor:
         """``[n_items + 1, d]`` sequence token of every item: id embedding + feature embeddings."""
@@ -540,12 +499,6 @@ class CLEPIDTN(NeuralRecommender, TwoTowerMixin):
         if full:
             v = v * (items != 0).unsqueeze(1)
         return v
-
-    def full_sort_predict(self, batch: Batch) -> torch.Tensor:
-        """``[B, n_items + 1]`` cosine scores of every item (no temperature); column 0 is ``-inf``."""
-        scores = self.user_tower(batch) @ self.item_tower().T
-        scores[:, 0] = float("-inf")
-        return scores
 
     def predict(self, batch: Batch) -> torch.Tensor:
         """``[B]`` cosine score of each row's ``item``."""
@@ -686,12 +639,3 @@ class CLEPIDTN(NeuralRecommender, TwoTowerMixin):
         layers = cfg.n_layers if cfg.use_transformer else 0
         return (f"variant={cfg.variant_name}, d={cfg.embedding_dim}, layers={layers}, "
                 f"aug_dim={cfg.aug_dim if cfg.use_augmented else 0}, contrastive={cfg.use_contrastive}")
-
-
-def config_from_dict(values: dict) -> CLEPIDTNConfig:
-    """Rebuild a config saved with ``dataclasses.asdict`` (unknown keys are an error)."""
-    known = {f.name for f in dataclasses.fields(CLEPIDTNConfig)}
-    unknown = set(values) - known
-    if unknown:
-        raise ValueError(f"unknown CL-EPIDTN config keys: {sorted(unknown)}")
-    return CLEPIDTNConfig(**values)

@@ -8,6 +8,13 @@ Here the query is the user (user-feature embeddings + the bag of history items, 
 pooled) and the document is the item (its id embedding + its features). Cosine over L2
 normalised vectors divided by a temperature, softmax over the batch (in-batch negatives),
 with the logQ popularity correction on by default (``logq_correction``, as CL-EPIDTN).
+
+Building blocks: the field embedder, the MLP (ReLU) and the initialisation (N(0, 0.02),
+padding rows zero) are :mod:`recsys.models.layers`, the same as CL-EPIDTN's, so DSSM and
+the paper's CL-DSSM ablation differ only in the paper's components (augmented vectors,
+contrastive tasks, CL-DSSM's user-id slot and summed item tokens) and their widths. Before
+issue 9 DSSM used ReLU, PyTorch's N(0, 1) embedding start and the padding index on feature
+codes, CL-DSSM GELU, N(0, 0.02) and a learned "unknown" code.
 """
 
 from __future__ import annotations
@@ -16,10 +23,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from recsys.data.sequential import SequentialDataset
-from recsys.models.seq_features import FeatureEmbedding, InBatchSoftmaxTwoTower, InBatchTowerConfig, masked_mean, mlp
+from recsys.models.layers import FeatureEmbedding, embedding, masked_mean, mlp
+from recsys.models.seq_features import InBatchSoftmaxTwoTower, InBatchTowerConfig
 
 
 @dataclass
@@ -33,10 +40,10 @@ class DSSM(InBatchSoftmaxTwoTower):
     def __init__(self, config: DSSMConfig, dataset: SequentialDataset):
         super().__init__(config, dataset)
         d = config.embedding_dim
-        self.history_embedding = nn.Embedding(dataset.n_items + 1, d, padding_idx=0)
-        self.item_embedding = nn.Embedding(dataset.n_items + 1, d, padding_idx=0)
-        self.user_features = FeatureEmbedding(dataset.user_features, config.feature_dim)
-        self.item_features = FeatureEmbedding(dataset.item_features, config.feature_dim)
+        self.history_embedding = embedding(dataset.n_items + 1, d)
+        self.item_embedding = embedding(dataset.n_items + 1, d)
+        self.user_features = FeatureEmbedding(dataset.user_features, config.feature_dim, "user")
+        self.item_features = FeatureEmbedding(dataset.item_features, config.feature_dim, "item")
         self.user_mlp = mlp([d + self.user_features.output_dim, *config.hidden, d], dropout=config.dropout)
         self.item_mlp = mlp([d + self.item_features.output_dim, *config.hidden, d], dropout=config.dropout)
         self.register_buffer("all_items", torch.arange(dataset.n_items + 1), persistent=False)

@@ -24,8 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recsys.data.sequential import SequentialDataset
-from recsys.models.base import NeuralRecommender
-from recsys.models.seq_features import pad_column
+from recsys.models.base import NeuralRecommender, mask_padding
 
 
 @dataclass
@@ -77,8 +76,9 @@ class SASRec(NeuralRecommender):
     display_name = "SASRec"
 
     def __init__(self, config: SASRecConfig, dataset: SequentialDataset):
-        super().__init__(config)
+        super().__init__(config, dataset)
         self.n_items = dataset.n_items
+        self.n_columns, self.padding_index = dataset.n_items + 1, 0  # column 0: the padding item
         self.item_embedding = nn.Embedding(dataset.n_items + 1, config.hidden_size, padding_idx=0)
         self.position_embedding = nn.Embedding(config.max_seq_len, config.hidden_size)
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -131,4 +131,4 @@ class SASRec(NeuralRecommender):
         return F.cross_entropy(states @ self.item_tower().T, targets[targets > 0])
 
     def full_sort_predict(self, batch):
-        return pad_column(self.user_tower(batch) @ self.item_tower().T)
+        return mask_padding(self.user_tower(batch) @ self.item_tower().T, self.padding_index)

@@ -1,7 +1,8 @@
-"""Building blocks shared by the sequential baselines (feature embeddings, pooling, losses).
+"""Losses and the in-batch two-tower base shared by the sequential models.
 
-Kept separate so that YouTube DNN, DSSM and MIND embed the same :class:`FeatureTable`
-the same way, and differ only in what the papers say they differ in.
+The field embedder and the MLP live in :mod:`recsys.models.layers`; this module holds
+what the in-batch-softmax models (DSSM, YouTube DNN, MIND, CL-EPIDTN) share on the loss
+side: the logQ popularity correction and the in-batch softmax itself.
 """
 
 from __future__ import annotations
@@ -10,56 +11,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from recsys.data.sequential import FeatureTable, SequentialDataset
+from recsys.data.sequential import SequentialDataset
 from recsys.models.base import NeuralRecommender, TwoTowerMixin
-
-
-class FeatureEmbedding(nn.Module):
-    """Embeds every field of a :class:`FeatureTable` and concatenates them.
-
-    Each single-valued field gets its own table; the multi-valued field (genres) is
-    mean-pooled over its non-zero codes. Row 0 of every table is the 'unknown' code.
-    Output width is ``dim * n_parts`` (0 when the table has no fields).
-    """
-
-    def __init__(self, table: FeatureTable, dim: int):
-        super().__init__()
-        self.register_buffer("values", table.values.clone(), persistent=False)
-        self.fields = nn.ModuleList(nn.Embedding(c, dim, padding_idx=0) for c in table.cardinalities)
-        self.multi = None
-        if table.multi is not None and table.multi_cardinality > 0:
-            self.register_buffer("multi_values", table.multi.clone(), persistent=False)
-            self.multi = nn.Embedding(table.multi_cardinality, dim, padding_idx=0)
-        self.output_dim = dim * (len(self.fields) + (1 if self.multi is not None else 0))
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        parts = [emb(self.values[ids, f]) for f, emb in enumerate(self.fields)]
-        if self.multi is not None:
-            codes = self.multi_values[ids]
-            parts.append(masked_mean(self.multi(codes), codes > 0))
-        if not parts:
-            return torch.zeros(*ids.shape, 0, device=ids.device)
-        return torch.cat(parts, dim=-1)
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``x [..., L, d]`` over positions where ``mask [..., L]`` is true (0 if none)."""
-    weights = mask.unsqueeze(-1).to(x.dtype)
-    return (x * weights).sum(-2) / weights.sum(-2).clamp(min=1.0)
-
-
-def mlp(sizes: list[int], dropout: float = 0.0, last_activation: bool = False) -> nn.Sequential:
-    """Linear → ReLU (→ Dropout) stacks; the last layer is linear unless ``last_activation``."""
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2 or last_activation:
-            layers.append(nn.ReLU())
-            if dropout:
-                layers.append(nn.Dropout(dropout))
-    return nn.Sequential(*layers)
 
 
 def item_log_frequency(sequences: dict[int, list[int]], n_items: int) -> torch.Tensor:
@@ -106,13 +60,6 @@ def in_batch_softmax_loss(
     return F.cross_entropy(logits, labels)
 
 
-def pad_column(scores: torch.Tensor) -> torch.Tensor:
-    """Set column 0 (padding item) to ``-inf`` as the batch contract asks."""
-    scores = scores.clone()
-    scores[:, 0] = float("-inf")
-    return scores
-
-
 @dataclass
 class InBatchTowerConfig:
     """Settings of the in-batch-softmax two towers (DSSM and YouTube DNN subclass it)."""
@@ -130,12 +77,14 @@ class InBatchSoftmaxTwoTower(TwoTowerMixin, NeuralRecommender):
     """Two towers trained with in-batch softmax and served by one product against all items.
 
     Subclasses build ``user_tower`` and ``item_tower``; the loss, the log-Q table and
-    full ranking are the same for all of them, so they differ only in their towers.
+    full ranking (:class:`~recsys.models.base.TwoTowerMixin`: one product, padding column
+    ``-inf``) are the same for all of them, so they differ only in their towers.
     """
 
     def __init__(self, config: InBatchTowerConfig, dataset: SequentialDataset):
-        super().__init__(config)
+        super().__init__(config, dataset)
         self.n_items = dataset.n_items
+        self.n_columns, self.padding_index = dataset.n_items + 1, 0  # column 0: the padding item
         self.register_buffer("item_log_frequency", item_log_frequency(dataset.sequences, dataset.n_items)
                              if config.logq_correction else None, persistent=False)
 
@@ -143,6 +92,3 @@ class InBatchSoftmaxTwoTower(TwoTowerMixin, NeuralRecommender):
         return in_batch_softmax_loss(
             self.user_tower(batch), self.item_tower(batch["item"]), batch["item"], self.config.temperature, self.item_log_frequency
         )
-
-    def full_sort_predict(self, batch):
-        return pad_column(self.user_tower(batch) @ self.item_tower().T)

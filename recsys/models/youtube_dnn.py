@@ -10,6 +10,10 @@ here the negatives are the other targets of the batch (in-batch softmax), which 
 them by popularity, the same distribution the paper's importance weighting corrects to;
 ``logq_correction`` (on by default, as CL-EPIDTN) subtracts ``log q(item)`` from the logits
 to undo that bias (Yi et al., RecSys 2019).
+
+Embedder, ReLU MLP and initialisation are those of :mod:`recsys.models.layers` (shared with DSSM,
+MIND and CL-EPIDTN); the history and output tables used to start at N(0, 0.05), now
+N(0, 0.02) like every other table.
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from recsys.data.sequential import SequentialDataset
-from recsys.models.seq_features import FeatureEmbedding, InBatchSoftmaxTwoTower, InBatchTowerConfig, masked_mean, mlp
+from recsys.models.layers import FeatureEmbedding, embedding, masked_mean, mlp
+from recsys.models.seq_features import InBatchSoftmaxTwoTower, InBatchTowerConfig
 
 
 @dataclass
@@ -34,12 +38,10 @@ class YouTubeDNN(InBatchSoftmaxTwoTower):
     def __init__(self, config: YouTubeDNNConfig, dataset: SequentialDataset):
         super().__init__(config, dataset)
         d = config.embedding_dim
-        self.history_embedding = nn.Embedding(dataset.n_items + 1, d, padding_idx=0)
-        self.user_features = FeatureEmbedding(dataset.user_features, config.feature_dim)
+        self.history_embedding = embedding(dataset.n_items + 1, d)
+        self.user_features = FeatureEmbedding(dataset.user_features, config.feature_dim, "user")
         self.tower = mlp([d + self.user_features.output_dim, *config.hidden, d], dropout=config.dropout)
-        self.output_embedding = nn.Embedding(dataset.n_items + 1, d, padding_idx=0)
-        nn.init.normal_(self.history_embedding.weight, std=0.05)
-        nn.init.normal_(self.output_embedding.weight, std=0.05)
+        self.output_embedding = embedding(dataset.n_items + 1, d)
 
     def user_tower(self, batch):
         seq = batch["item_seq"]

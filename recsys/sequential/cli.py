@@ -1,0 +1,89 @@
+"""``python -m recsys evaluate ml-100k`` and ``python -m recsys reproduce cl-epidtn``.
+
+The parser is built on every ``python -m recsys`` call, so this module imports neither
+torch nor the models; the handlers import the experiments when they run. Results are
+printed to stdout (the CLI's output), progress goes through logging and tqdm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from recsys import registry
+from recsys.cliargs import non_negative_int, positive_int
+from recsys.sequential import DATASETS, RESULTS_ENV
+
+
+def _model_list(text: str | None) -> list[str] | None:
+    """Comma-separated sequential model names (``None``: all); unknown names are an error listing the choices."""
+    if not text:
+        return None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in registry.names("sequential")]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(registry.names('sequential'))}")
+    return names
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from recsys.eval.sequential import PROTOCOL
+    from recsys.sequential.experiments import evaluate_ml100k
+    from recsys.sequential.reproduce import markdown_table
+    from recsys.sequential.stats import METRIC_LABELS
+
+    table = evaluate_ml100k(_model_list(args.models), args.epochs, args.seed, args.recent_examples or None,
+                            args.max_seq_len)
+    print(f"Protocol: {PROTOCOL}")
+    print(markdown_table(table.rename(columns=METRIC_LABELS)))
+    return 0
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from recsys.sequential.experiments import QUICK, ReproduceSettings, results_dir
+    from recsys.sequential.reproduce import markdown_table, reproduce
+    from recsys.sequential.stats import pretty_table
+
+    settings = dataclasses.replace(QUICK) if args.quick else ReproduceSettings()
+    if args.seeds:
+        settings.seeds = args.seeds
+    if args.epochs:
+        settings.epochs, settings.cl_epochs = args.epochs, None
+    if args.workers:
+        settings.workers = args.workers
+    datasets = list(DATASETS) if args.dataset == "all" else [args.dataset]
+    from_cli = sys.argv and sys.argv[0].endswith(("recsys", "__main__.py"))
+    command = ("python -m recsys " + " ".join(sys.argv[1:]) if from_cli else
+               f"python -m recsys reproduce cl-epidtn{' --quick' if args.quick else ''} --dataset {args.dataset}")
+    out = Path(args.out) if args.out else results_dir()
+    report = reproduce(datasets, settings, _model_list(args.models), out, progress=True, command=command)
+    for name, entry in report["datasets"].items():
+        print(f"\n## {name} ({entry['seconds']:.0f} s)")
+        print(markdown_table(pretty_table(entry["summary"])))
+    print(f"\nwrote {out} in {report['seconds']:.0f} s")
+    return 0
+
+
+def register_cli(verbs: dict) -> None:
+    names = ", ".join(registry.names("sequential"))
+    evaluate = verbs["evaluate"].add_parser(
+        "ml-100k", help="HR@10/HR@50/NDCG@10 and Recall@10/@50 of the sequential models on ml-100k")
+    evaluate.add_argument("--models", help=f"comma-separated, default all of: {names}")
+    evaluate.add_argument("--epochs", type=positive_int, default=2)
+    evaluate.add_argument("--seed", type=non_negative_int, default=0)
+    evaluate.add_argument("--recent-examples", type=non_negative_int, default=10, help="training prefixes per user (0 = all)")
+    evaluate.add_argument("--max-seq-len", type=positive_int, default=50)
+    evaluate.set_defaults(func=_cmd_evaluate)
+
+    reproduce = verbs["reproduce"].add_parser(
+        "cl-epidtn", help="multi-seed tables, t-tests, ablations and sweeps of CL-EPIDTN")
+    reproduce.add_argument("--quick", action="store_true", help="a <10 minute version (fewer epochs/seeds/data, smaller sweeps)")
+    reproduce.add_argument("--dataset", choices=[*DATASETS, "all"], default="ml-100k")
+    reproduce.add_argument("--seeds", type=positive_int, help="number of seeds (default 5; 2 with --quick)")
+    reproduce.add_argument("--epochs", type=positive_int, help="override the epoch budget")
+    reproduce.add_argument("--workers", type=positive_int, help="training processes side by side (default 1; 2 with --quick)")
+    reproduce.add_argument("--models", help=f"comma-separated subset of: {names}")
+    reproduce.add_argument("--out", help=f"output folder (default ${RESULTS_ENV} or docs/results/cl-epidtn)")
+    reproduce.set_defaults(func=_cmd_reproduce)
