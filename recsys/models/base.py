@@ -61,7 +61,8 @@ class Recommender:
         # A two-tower model must get the mixin's full_sort_predict, whatever order its bases
         # are listed in; catching it at class creation beats a NotImplementedError in serving.
         super().__init_subclass__(**kwargs)
-        if issubclass(cls, TwoTowerMixin) and cls.full_sort_predict is Recommender.full_sort_predict:
+        mixin = globals().get("TwoTowerMixin")  # FittedRecommender below is created before the mixin exists
+        if mixin is not None and issubclass(cls, mixin) and cls.full_sort_predict is Recommender.full_sort_predict:
             raise TypeError(f"{cls.__name__}: list TwoTowerMixin before the Recommender base")
 
     @property
