@@ -140,7 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     from recsys import registry
 
     for domain in registry.DOMAINS:
-        registry.domain_module(domain, "cli").register_cli(domain_parsers)
+        try:  # one broken domain must not take `models`, `train`, `runs` and the others down
+            registry.domain_module(domain, "cli").register_cli(domain_parsers)
+        except Exception as error:  # noqa: BLE001
+            logging.getLogger(__name__).error("the %s commands are unavailable: %s: %s",
+                                              domain, type(error).__name__, error)
     return parser
 
 
