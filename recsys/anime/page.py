@@ -141,8 +141,13 @@ def embedding_sources() -> list[Source]:
     """One explorer source per neural anime model (their item towers)."""
     from recsys import registry
 
-    keys = {"anime-two-tower": "anime-two-tower", "anime-two-tower-implicit": "anime-implicit"}
-    return [Source(keys.get(spec.name, spec.name), f"Anime items: {spec.display_name}",
-                   f"Item-tower vectors of the served {spec.display_name} model.",
-                   lambda name=spec.name: load_anime_tower(name))
-            for spec in registry.by_domain("anime") if spec.kind == "neural"]
+    # explorer keys and labels kept from before the registry (saved explorer state and the browser tests use them)
+    known = {"anime-two-tower": ("anime-two-tower", "Anime items: two-tower (ratings)"),
+             "anime-two-tower-implicit": ("anime-implicit", "Anime items: implicit two-tower")}
+    sources = []
+    for spec in registry.by_domain("anime"):
+        if spec.kind == "neural":
+            key, label = known.get(spec.name, (spec.name, f"Anime items: {spec.display_name}"))
+            sources.append(Source(key, label, f"Item-tower vectors of the served {spec.display_name} model.",
+                                  lambda name=spec.name: load_anime_tower(name)))
+    return sources
