@@ -327,3 +327,15 @@ def test_real_sample_end_to_end():
     assert rmse["user + item bias"] < rmse["global mean"]
     assert frame.loc[("unseen", "anime-ease"), "precision@10"] > frame.loc[("unseen", "anime-weighted"), "precision@10"]
     assert time.perf_counter() - started < 300  # about 40 s on an idle 2-core machine
+
+
+def test_old_pickle_bundle_is_never_read_and_is_replaced(tiny, tmp_path, monkeypatch):
+    old = tmp_path / "bundle-abc-123.pkl"
+    old.write_bytes(pickle.dumps(_Boom()))  # would raise SystemExit if anything unpickled it
+    path = tmp_path / "bundle-abc-123.safetensors"
+    monkeypatch.setattr(serving, "bundle_path", lambda settings: path)
+    monkeypatch.setattr("recsys.anime.prep.load_split", lambda settings: (tiny.split, tiny.data.fingerprint))
+    monkeypatch.setattr("recsys.anime.training.build", lambda *args, **kwargs: tiny)
+    assert serving.get_recommender(tiny.settings) is tiny  # no new-format bundle yet: built
+    assert path.exists() and not old.exists()  # the pickle is gone, the artifact written
+    assert serving.get_recommender(tiny.settings).elbow == tiny.elbow  # and the artifact is what loads next
