@@ -339,3 +339,23 @@ def test_old_pickle_bundle_is_never_read_and_is_replaced(tiny, tmp_path, monkeyp
     assert serving.get_recommender(tiny.settings) is tiny  # no new-format bundle yet: built
     assert path.exists() and not old.exists()  # the pickle is gone, the artifact written
     assert serving.get_recommender(tiny.settings).elbow == tiny.elbow  # and the artifact is what loads next
+
+
+@pytest.mark.parametrize("name", ["anime-two-tower", "anime-two-tower-implicit"])
+def test_studio_recipe_trains_and_saves_a_checkpoint_serving_loads(tiny, tmp_path, monkeypatch, name):
+    import dataclasses
+
+    from recsys.anime.training import recipe
+    from recsys.checkpoint import load_model
+    from recsys.train.recipes import RecipeContext
+
+    monkeypatch.setattr("recsys.anime.prep.load_split", lambda settings: (tiny.split, tiny.data.fingerprint))
+    spec = registry.get(name)
+    made = recipe(spec)
+    assert made.name == name and made.domain == "anime" and made.full.epochs >= made.defaults.epochs
+    train = dataclasses.replace(made.defaults, epochs=1, batch_size=128)
+    summary = made.run(RecipeContext(train, {}, [], tmp_path / "checkpoint.safetensors"))
+    assert summary["seconds"] > 0
+    model, meta = load_model(tmp_path / "checkpoint.safetensors", tiny.data,
+                             expect={"model": name, "data_fingerprint": tiny.data.fingerprint})
+    assert meta["seed"] == 0 and model.n_columns == tiny.data.n_items
