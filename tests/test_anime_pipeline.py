@@ -359,3 +359,13 @@ def test_studio_recipe_trains_and_saves_a_checkpoint_serving_loads(tiny, tmp_pat
     model, meta = load_model(tmp_path / "checkpoint.safetensors", tiny.data,
                              expect={"model": name, "data_fingerprint": tiny.data.fingerprint})
     assert meta["seed"] == 0 and model.n_columns == tiny.data.n_items
+
+
+def test_history_file_ids_above_2_31_are_unknown(tiny, tmp_path):
+    history_file = tmp_path / "history.csv"
+    history_file.write_text(f"user_id,anime_id,rating\n1,{WRAPS_TO_20},9\n1,10,8\n{WRAPS_TO_20},30,7\n")
+    frame = anime_cli.read_history_file(history_file)
+    assert frame["anime_id"].tolist() == [WRAPS_TO_20, 10, 30] and frame["user_id"].tolist() == [1, 1, WRAPS_TO_20]
+    rows = anime_cli.recommend_rows(tiny, "weighted", k=3, history=frame)
+    assert [r["user_id"] for r in rows] == [1, WRAPS_TO_20]
+    assert rows[0]["skipped_unknown"] == 1  # not anime 20
