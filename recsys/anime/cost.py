@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recsys import registry
 from recsys.anime.serving import AnimeRecommender
 from recsys.anime.training import VECTOR_SOURCE
 from recsys.retrieval.clusters import fit_clusters
@@ -102,7 +103,8 @@ def popularity_diagnosis(recommender: AnimeRecommender, methods=None, seed: int 
 
     rows = [row("held-out second halves (what users watch)", np.concatenate(targets))]
     if methods is None:
-        methods = [n for n, m in recommender.models.items() if not getattr(m, "known_users_only", False)]
+        methods = [spec.name for spec in registry.by_domain("anime")
+                   if not getattr(recommender.models[spec.name], "known_users_only", False)]
     for method in methods:
         _, ids, _ = recommender.rank(method, histories, k)
         rows.append(row(method, ids.ravel()))

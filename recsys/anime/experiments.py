@@ -44,7 +44,7 @@ def evaluate_bundle(recommender: AnimeRecommender, protocol_seed: int, k: int = 
     unseen_hist, unseen_targets = unseen_protocol(split.unseen, split.n_items, protocol_seed)
     seen_hist, seen_targets = seen_protocol(split.train, split.test, split.n_users, split.n_items, split.user_ids,
                                             max_users=seen_users, seed=protocol_seed)
-    names = [registry.get(m, "anime").name for m in methods] if methods else list(recommender.models)
+    names = [registry.get(m, "anime").name for m in methods or [s.name for s in registry.by_domain("anime")]]
     for protocol, histories, targets in (("unseen", unseen_hist, unseen_targets), ("seen", seen_hist, seen_targets)):
         for method in names:
             if protocol == "unseen" and not serves_unseen(recommender, method):
@@ -66,7 +66,7 @@ def bench(recommender: AnimeRecommender, methods=None, n_users: int = 200, k: in
     users = list(range(min(n_users, len(histories))))
     seen_users = recommender.split.test["user"].unique()[: len(users)]
     rows = []
-    for method in methods or list(recommender.models):
+    for method in methods or [s.name for s in registry.by_domain("anime")]:
         per_user = not serves_unseen(recommender, registry.get(method, "anime").name)
         recommender.rank(method, Histories(histories.matrix[:1], histories.user_ids[:1]), k)  # warm-up
         times = []
