@@ -219,3 +219,20 @@ def test_unseen_protocol_halves_and_metrics():
     assert metrics["precision@10"] == pytest.approx(0.1)
     assert metrics["map@10"] == pytest.approx(0.5)
     assert metrics["ndcg@10"] == pytest.approx(1 / math.log2(3))
+
+
+def test_ease_state_is_the_upper_triangle_and_rebuilds_b_exactly():
+    from recsys.models.ease import upper_triangle, weights_from_upper
+
+    # P = [[.5,-.25,0],[-.25,.5,-.25],[0,-.25,.5]] (see the 3x3 test): upper rows (.5,-.25,0), (.5,-.25), (.5)
+    P = np.array([[0.5, -0.25, 0], [-0.25, 0.5, -0.25], [0, -0.25, 0.5]], np.float32)
+    np.testing.assert_array_equal(upper_triangle(P), [0.5, -0.25, 0, 0.5, -0.25, 0.5])
+    np.testing.assert_allclose(weights_from_upper(upper_triangle(P), 3), [[0, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0]])
+    model = EASE(EASEConfig(l2=1.0), DATA).fit(DATA)
+    state = model.state()
+    assert set(state) == {"items", "P_upper"} and state["P_upper"].shape == (6,)  # 3 * 4 / 2
+    loaded = EASE(EASEConfig(l2=1.0), DATA)
+    loaded.load_state(state)
+    np.testing.assert_array_equal(loaded.B, model.B)
+    with pytest.raises(ValueError, match="expected for 3 items"):
+        loaded.load_state({"items": np.arange(3), "P_upper": np.zeros(5)})

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 UNSEEN_FALLBACK = "anime-weighted"
 #: serves rows with nothing known (an empty history): the paper's cold-start list
 COLD_START = "anime-popular"
-BUNDLE_FORMAT = "recsys.anime.bundle/1"
+BUNDLE_FORMAT = "recsys.anime.bundle/2"  # /2: EASE stores the upper triangle of P
 
 
 def method_names() -> list[str]:
