@@ -1,15 +1,17 @@
 """Anime recommender page: pick a dataset user or rate a few anime, compare methods, ask a judge.
 
-UI only: everything is computed by :mod:`recsys.pipelines.anime`.
+UI only: the models are served by :mod:`recsys.anime.serving`; tables and pickers come from
+:mod:`recsys.anime.page` and the model registry.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
+from recsys.anime import page as helpers
+from recsys.anime import serving
 from recsys.eval.llm_judge import judge_recommendations
 from recsys.paths import DataNotFoundError
-from recsys.pipelines import anime as pipeline
 
 st.title("🎬 Anime recommender")
 st.caption(
@@ -19,21 +21,25 @@ st.caption(
 
 
 try:
-    # cached in-process by the pipeline (shared with the explorer, refreshed when the studio serves a new run)
+    # cached in-process by serving (shared with the explorer, refreshed when the studio serves a new run)
     with st.spinner("Loading the anime models (the first run trains them, a few minutes)…"):
-        recommender = pipeline.page_recommender()
+        recommender = serving.page_recommender()
 except DataNotFoundError as error:
     st.error(f"The anime dataset is missing.\n\n{error}")
     st.stop()
 
 split = recommender.split
-LABELS = pipeline.METHODS
+LABELS = helpers.page_methods()
+st.caption(f"Serving: {helpers.served_note(recommender)}")
+for refused in recommender.train_info.get("refused", []):
+    st.warning("A studio checkpoint was refused; the cached model is served instead.")
+    st.text(refused)  # a file path and a reason: plain text, never Markdown
 
 
 def show_recommendations(histories, key: str) -> dict:
     """Side-by-side columns, one per chosen method; returns {method: (table, fallback)}."""
-    methods = st.multiselect("Methods", list(LABELS), default=pipeline.PAGE_METHODS[:4],
-                             format_func=lambda m: f"{m}: {LABELS[m]}", key=f"{key}-methods")
+    methods = st.multiselect("Methods", list(LABELS), default=list(helpers.DEFAULT_PAGE_METHODS),
+                             format_func=lambda m: LABELS[m], key=f"{key}-methods")
     k = st.slider("How many recommendations", 5, 20, 10, key=f"{key}-k")
     shown = {}
     if not methods:
@@ -42,12 +48,14 @@ def show_recommendations(histories, key: str) -> dict:
     for start in range(0, len(methods), 4):
         columns = st.columns(min(4, len(methods) - start))
         for column, method in zip(columns, methods[start: start + 4]):
-            table, fallback, latency = pipeline.recommend_table(recommender, method, histories, k)
+            table, fallback, latency = helpers.recommend_table(recommender, method, histories, k)
             shown[method] = (table, fallback)
             with column:
-                st.markdown(f"**{method}**  \n<small>{LABELS[method]}</small>", unsafe_allow_html=True)
+                st.markdown(f"**{LABELS[method]}**")
+                st.caption(method)
                 if fallback:
-                    st.markdown(f":orange-badge[fallback] {fallback}")
+                    st.markdown(":orange-badge[fallback]")
+                    st.caption(fallback)
                 st.dataframe(table[["name", "genre", "score"]], hide_index=True)
                 st.caption(f"{latency:.1f} ms")
     return shown
@@ -63,7 +71,8 @@ def judge_section(history_table, shown: dict, key: str) -> None:
         with st.spinner("Judging…"):
             result = judge_recommendations(history.to_dict("records"), recs)
         label = result.judge if result.is_llm else f"⚠️ {result.judge}"
-        st.markdown(f"**Judge:** {label}" + (f" — {result.error}" if result.error else ""))
+        st.markdown("**Judge:**")
+        st.text(label + (f" — {result.error}" if result.error else ""))  # server text: plain, never Markdown
         mean = result.mean
         st.metric("Mean score", "n/a" if mean is None else f"{mean:.1f} / 10")
         st.dataframe([{"#": s.index, "anime": s.name, "score": s.score, "reason": s.reason} for s in result.scores],
@@ -82,7 +91,7 @@ with tab_user:
     typed = st.number_input("…or type any user_id", min_value=0, value=0, step=1, key="user-typed")
     user_id = int(typed) if typed else int(picked)
     try:
-        histories, table, user_kind = pipeline.dataset_user(recommender, user_id)
+        histories, table, user_kind = helpers.dataset_user(recommender, user_id)
     except KeyError as error:
         st.error(f"{error.args[0]}. Pick a user from the list, or use the New user tab.")
     else:
@@ -96,7 +105,7 @@ with tab_user:
 with tab_new:
     st.write("Search anime you have watched, rate them, and the recommendations follow.")
     query = st.text_input("Search anime", key="new-query")
-    found = pipeline.search_anime(recommender, query, limit=200)
+    found = helpers.search_anime(recommender, query, limit=200)
     names = dict(zip(found["anime_id"], found["name"], strict=True))
     chosen = st.multiselect("Anime you watched", list(names), format_func=lambda a: names.get(a, str(a)),
                             key="new-chosen")
@@ -107,6 +116,6 @@ with tab_new:
         st.info("Rate at least one anime to get recommendations (with none, only popularity applies).")
     else:
         histories, skipped = recommender.histories_from_ids(list(ratings), list(ratings.values()))
-        table = pipeline.history_table(recommender, split.item_index(list(ratings)), list(ratings.values()))
+        table = helpers.history_table(recommender, split.item_index(list(ratings)), list(ratings.values()))
         shown = show_recommendations(histories, "new")
         judge_section(table, shown, "new")

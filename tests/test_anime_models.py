@@ -10,17 +10,26 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from recsys.anime.prep import AnimeData
 from recsys.eval.anime import score_rankings, unseen_protocol
+from recsys.models.anime_retrieval import (ClusterRetrieval, ClusterRetrievalConfig, WeightedAverage,
+                                           weighted_average_vectors)
 from recsys.models.ease import EASE, EASEConfig, ease_weights
 from recsys.models.implicit_two_tower import ImplicitTwoTower, ImplicitTwoTowerConfig, in_batch_log_q
 from recsys.models.itemknn import ItemKNN, ItemKNNConfig, cosine_topk
 from recsys.models.popularity import Popularity, PopularityConfig, weighted_rating
 from recsys.models.two_tower import BiasBaseline, TwoTowerConfig, TwoTowerRating, rmse
-from recsys.retrieval.clusters import ClusterIndex, elbow_point
-from recsys.retrieval.index import ItemIndex, weighted_average_vectors
+from recsys.retrieval.clusters import ClusterIndex, elbow_point, fit_clusters, gmm_posteriors
+from recsys.retrieval.index import ItemIndex
 
 # users x items, binary: columns c0 = (1,0,1), c1 = (1,1,1), c2 = (0,1,1)
 X = sp.csr_matrix(np.array([[1, 1, 0], [0, 1, 1], [1, 1, 1]], dtype=np.float32))
+DATA = AnimeData(3, 3, X)
+
+
+def history(rows) -> dict:
+    """A batch of users outside the training data, given by their ratings."""
+    return {"user": torch.full((len(rows),), -1), "history": sp.csr_matrix(np.asarray(rows, np.float32))}
 
 
 def test_ease_closed_form_on_3x3():
@@ -29,16 +38,18 @@ def test_ease_closed_form_on_3x3():
     # -> B = [[0,.5,0],[.5,0,.5],[0,.5,0]]
     B = ease_weights((X.T @ X).toarray(), l2=1.0)
     np.testing.assert_allclose(B, [[0, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0]], atol=1e-6)
-    model = EASE(EASEConfig(l2=1.0)).fit(X)
-    # a user who watched item 0 only: x B = row 0 of B = [0, .5, 0]
-    np.testing.assert_allclose(model.score_histories(sp.csr_matrix([[1.0, 0, 0]])), [[0, 0.5, 0]], atol=1e-6)
+    model = EASE(EASEConfig(l2=1.0), DATA).fit(DATA)
+    # a user who watched item 0 only (rated 7: any rating counts as watched): x B = row 0 of B = [0, .5, 0]
+    np.testing.assert_allclose(model.full_sort_predict(history([[7.0, 0, 0]])), [[0, 0.5, 0]], atol=1e-6)
+    # training user 0 watched items 0 and 1: rows 0 + 1 of B = [.5, .5, .5]
+    np.testing.assert_allclose(model.full_sort_predict({"user": torch.tensor([0])}), [[0.5, 0.5, 0.5]], atol=1e-6)
 
 
 def test_ease_item_cap_scores_other_items_minus_inf():
-    model = EASE(EASEConfig(l2=1.0, max_items=2)).fit(X)
+    model = EASE(EASEConfig(l2=1.0, max_items=2), DATA).fit(DATA)
     # counts are (2, 3, 2): item 1 and the first of the tied items (0) are kept
     assert model.items.tolist() == [0, 1]
-    assert model.score_histories(sp.csr_matrix([[1.0, 0, 0]]))[0, 2] == -np.inf
+    assert model.full_sort_predict(history([[1.0, 0, 0]]))[0, 2] == -np.inf
 
 
 def test_itemknn_cosine():
@@ -50,8 +61,8 @@ def test_itemknn_cosine():
     # k = 1 keeps only the best neighbour of each column: column 0 keeps row 1 (0.8165 > 0.5)
     S1 = cosine_topk(X, k=1, block=2).toarray()
     assert S1[1, 0] == pytest.approx(c) and S1[2, 0] == 0
-    model = ItemKNN(ItemKNNConfig(neighbours=2)).fit(X)
-    np.testing.assert_allclose(model.score_histories(sp.csr_matrix([[1.0, 0, 0]])), [[0, c, 0.5]], atol=1e-6)
+    model = ItemKNN(ItemKNNConfig(neighbours=2), DATA).fit(DATA)
+    np.testing.assert_allclose(model.full_sort_predict(history([[-1.0, 0, 0]])), [[0, c, 0.5]], atol=1e-6)
 
 
 def test_weighted_rating_formula():
@@ -66,11 +77,17 @@ def test_weighted_rating_formula():
     assert weighted_rating([np.nan, 6.0], [5, 5], m=1, C=7.0)[0] == pytest.approx(7.0)
 
 
-def test_popularity_count():
-    model = Popularity(PopularityConfig("count")).fit(X)
+def test_popularity_count_and_wr():
+    model = Popularity(PopularityConfig("count"), DATA).fit(DATA)
     assert model.scores.tolist() == [2, 3, 2]
+    assert model.full_sort_predict(history([[1, 0, 0], [0, 0, 0]])).tolist() == [[2, 3, 2], [2, 3, 2]]
     with pytest.raises(ValueError, match="unknown popularity kind"):
-        Popularity(PopularityConfig("nope")).fit(X)
+        Popularity(PopularityConfig("nope"), DATA)
+    # WR with R = (9, 7, 8), v = (10, 1000, 100), quantile .5 -> m = 100, C = 8:
+    # WR0 = (10*9 + 100*8) / 110 = 8.0909; WR1 = (1000*7 + 100*8) / 1100 = 7.0909; WR2 = 8
+    data = AnimeData(3, 3, X, item_mean_rating=np.array([9.0, 7.0, 8.0]), item_votes=np.array([10, 1000, 100]))
+    wr = Popularity(PopularityConfig("wr", quantile=0.5), data).fit(data)
+    np.testing.assert_allclose(wr.scores, [890 / 110, 7800 / 1100, 8.0])
 
 
 def test_weighted_average_vectors():
@@ -102,18 +119,52 @@ def test_elbow_rule_on_synthetic_curve():
     assert elbow_point(ks, values) == 2
 
 
+def test_weighted_average_model_scores_by_inner_product_with_the_user_vector():
+    data = AnimeData(3, 3, X).with_item_vectors(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+    model = WeightedAverage(None, data).fit(data)
+    # ratings (8, 2, watched): user vector [0.8, 0.2]; scores = [0.8, 0.2, 1.0]
+    np.testing.assert_allclose(model.full_sort_predict(history([[8, 2, -1]])), [[0.8, 0.2, 1.0]], atol=1e-6)
+    with pytest.raises(ValueError, match="item vectors"):
+        WeightedAverage(None, DATA).fit(DATA)
+
+
+def test_cluster_retrieval_model_orders_nearest_cluster_by_popularity_then_the_next():
+    # items 0, 1 near (0, 0); items 2, 3, 4 near (10, 10); popularity = watch counts of 5 users
+    vectors = np.array([[0, 0], [0, 1], [10, 10], [10, 11], [10, 9]], np.float32)
+    watched = sp.csr_matrix(np.array([[1, 1, 1, 1, 1], [1, 0, 0, 1, 1], [1, 0, 1, 1, 1], [0, 0, 0, 1, 0],
+                                      [1, 0, 0, 0, 0]], np.float32))
+    data = AnimeData(5, 5, watched).with_item_vectors(vectors)  # popularity (4, 1, 2, 4, 3)
+    for algorithm in ("kmeans", "gmm"):
+        model = ClusterRetrieval(ClusterRetrievalConfig(algorithm, n_clusters=2), data).fit(data)
+        scores = model.full_sort_predict(history([[0, 0, 0, 9, 0]])).numpy()  # the user vector is item 3's
+        # nearest cluster {2, 3, 4} keeps its popularity (2, 4, 3); the other cluster is one band
+        # lower: span = ptp(popularity) + 1 = 4, so items 0, 1 score 4 - 4 = 0 and 1 - 4 = -3
+        np.testing.assert_allclose(scores, [[0, -3, 2, 4, 3]], err_msg=algorithm)
+
+
+def test_gmm_posteriors_match_sklearn():
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, (30, 3)), rng.normal(5, 0.5, (30, 3))])
+    fitted = fit_clusters(x, 2, "gmm", seed=0)
+    reference = GaussianMixture(2, covariance_type="diag", random_state=0, reg_covar=1e-4).fit(x.astype(np.float32))
+    np.testing.assert_allclose(gmm_posteriors(x[:5], fitted.weights, fitted.centers, fitted.covariances),
+                               reference.predict_proba(x[:5]), atol=1e-6)
+
+
 def test_cluster_index_recommends_popular_unwatched_of_nearest_cluster():
     vectors = np.array([[0, 0], [0, 1], [10, 10], [10, 11], [10, 9]], np.float32)
     popularity = np.array([5, 1, 3, 9, 7], np.float64)
     index = ClusterIndex.fit(vectors, 2, popularity, "kmeans")
     # the query is near the (10, 10) cluster {2, 3, 4}; 3 is watched -> 4 (pop 7), then 2 (pop 3),
-    # then the other cluster fills the list by popularity: 0 (5)
+    # then the other cluster fills the list by popularity: 0 (5), one band lower: 5 - (ptp 8 + 1) = -4
     scores, ids = index.recommend(np.array([[9.0, 10.0]]), k=3, exclude=[[3]])
-    assert ids.tolist() == [[4, 2, 0]] and scores.tolist() == [[7, 3, 5]]
+    assert ids.tolist() == [[4, 2, 0]] and scores.tolist() == [[7, 3, -4]]
 
 
 def test_two_tower_relu_and_mse():
-    model = TwoTowerRating(TwoTowerConfig(n_users=2, n_items=2, factors=2))
+    model = TwoTowerRating(TwoTowerConfig(factors=2), AnimeData(2, 2, sp.csr_matrix((2, 2))))
     with torch.no_grad():
         model.user_embedding.weight.copy_(torch.tensor([[1.0, 2.0], [-1.0, 0.0]]))
         model.item_embedding.weight.copy_(torch.tensor([[3.0, 1.0], [1.0, 1.0]]))
@@ -122,6 +173,8 @@ def test_two_tower_relu_and_mse():
     assert model.predict(batch).tolist() == [5.0, 0.0]
     assert model.calculate_loss(batch).item() == pytest.approx(1.0)
     assert model.full_sort_predict({"user": torch.tensor([0])}).tolist() == [[5.0, 3.0]]
+    with pytest.raises(ValueError, match="trained users only"):
+        model.full_sort_predict({"user": torch.tensor([-1])})  # serving answers these rows another way
 
 
 def test_bias_baseline_and_rmse():
@@ -132,7 +185,7 @@ def test_bias_baseline_and_rmse():
 
 
 def test_implicit_two_tower_leaves_target_out_of_history():
-    model = ImplicitTwoTower(ImplicitTwoTowerConfig(n_items=3, factors=2), history=X)
+    model = ImplicitTwoTower(ImplicitTwoTowerConfig(factors=2), DATA)
     with torch.no_grad():
         model.context_embedding.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]]))
     # user 2 watched all three items: mean = ([1,0] + [0,1] + [2,2]) / 3 = [1, 1]; leaving out
@@ -141,6 +194,9 @@ def test_implicit_two_tower_leaves_target_out_of_history():
     left_out = model.encode_histories(X, np.array([2]), leave_out=torch.tensor([2]))
     np.testing.assert_allclose(full.detach().numpy(), [[1, 1, 1]], atol=1e-6)
     np.testing.assert_allclose(left_out.detach().numpy(), [[0.5, 0.5, 1]], atol=1e-6)
+    # a history batch is read instead of the training rows: items 0 and 2 -> mean [1.5, 1], bias input 1
+    model.eval()
+    np.testing.assert_allclose(model.user_tower(history([[9, 0, -1]])).detach().numpy(), [[1.5, 1, 1]], atol=1e-6)
     model.train()
     loss = model.calculate_loss({"user": torch.tensor([0, 1, 2]), "item": torch.tensor([0, 2, 1])})
     assert torch.isfinite(loss) and loss.item() > 0
@@ -163,3 +219,20 @@ def test_unseen_protocol_halves_and_metrics():
     assert metrics["precision@10"] == pytest.approx(0.1)
     assert metrics["map@10"] == pytest.approx(0.5)
     assert metrics["ndcg@10"] == pytest.approx(1 / math.log2(3))
+
+
+def test_ease_state_is_the_upper_triangle_and_rebuilds_b_exactly():
+    from recsys.models.ease import upper_triangle, weights_from_upper
+
+    # P = [[.5,-.25,0],[-.25,.5,-.25],[0,-.25,.5]] (see the 3x3 test): upper rows (.5,-.25,0), (.5,-.25), (.5)
+    P = np.array([[0.5, -0.25, 0], [-0.25, 0.5, -0.25], [0, -0.25, 0.5]], np.float32)
+    np.testing.assert_array_equal(upper_triangle(P), [0.5, -0.25, 0, 0.5, -0.25, 0.5])
+    np.testing.assert_allclose(weights_from_upper(upper_triangle(P), 3), [[0, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0]])
+    model = EASE(EASEConfig(l2=1.0), DATA).fit(DATA)
+    state = model.state()
+    assert set(state) == {"items", "P_upper"} and state["P_upper"].shape == (6,)  # 3 * 4 / 2
+    loaded = EASE(EASEConfig(l2=1.0), DATA)
+    loaded.load_state(state)
+    np.testing.assert_array_equal(loaded.B, model.B)
+    with pytest.raises(ValueError, match="expected for 3 items"):
+        loaded.load_state({"items": np.arange(3), "P_upper": np.zeros(5)})

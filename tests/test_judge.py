@@ -101,3 +101,25 @@ def test_llm_partial_reply_marks_missing(monkeypatch):
         result = judge_recommendations(HISTORY, RECS)
     assert [s.score for s in result.scores] == [6.0, None, None]
     assert result.error == "2 of 3 scores missing from the reply"
+
+
+def test_server_error_echoing_the_key_is_redacted(monkeypatch, caplog):
+    """Issue 10: a 401 whose message holds the key must not put it on the page or in the log."""
+    import openai
+
+    class Echoing:
+        def __init__(self, api_key, **kwargs):
+            self.chat = self
+            self.completions = self
+            self.key = api_key
+
+        def create(self, **kwargs):
+            raise RuntimeError(f"401 Incorrect API key provided: {self.key}; also sk-otherKEY123456")
+
+    monkeypatch.setattr(openai, "OpenAI", Echoing)
+    monkeypatch.setenv("OPENAI_API_KEY", "my-secret-key-42")
+    with caplog.at_level("WARNING"):
+        result = judge_recommendations(HISTORY, RECS)
+    assert not result.is_llm and "LLM call failed" in result.error and "[redacted key]" in result.error
+    for text in (result.error, caplog.text):
+        assert "my-secret-key-42" not in text and "sk-otherKEY123456" not in text

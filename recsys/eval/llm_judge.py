@@ -215,12 +215,28 @@ def build_prompt(history: list[dict], recommendations: list[dict], max_history: 
     return "\n".join(lines)
 
 
+_KEY_LIKE = re.compile(r"sk-[A-Za-z0-9_\-]{4,}")
+
+
+def redact(text: str, api_key: str | None = None) -> str:
+    """``text`` without the configured key or anything shaped like one (``sk-...``).
+
+    Why: an OpenAI-compatible server may echo the key in its error message, which would
+    then reach the page, the log and stderr.
+    """
+    if api_key:
+        text = text.replace(api_key, "[redacted key]")
+    return _KEY_LIKE.sub("sk-[redacted]", text)
+
+
 def judge_recommendations(history: list[dict], recommendations: list[dict], model: str | None = None,
-                          api_key: str | None = None, base_url: str | None = None, timeout: float = 60.0,
-                          max_retries: int = 2) -> JudgeResult:
+                          api_key: str | None = None, base_url: str | None = None, timeout: float = 15.0,
+                          max_retries: int = 1) -> JudgeResult:
     """Judge with the LLM when a key is configured, else (or on failure) with the labelled heuristic.
 
     ``history`` items: ``{"name", "genre", "rating"}``; ``recommendations``: ``{"name", "genre"}``.
+    The attempt is bounded (``timeout`` per request, ``max_retries``) so a hanging server
+    gives the heuristic within about half a minute; server error text is redacted of keys.
     """
     if not recommendations:
         return JudgeResult("none", [], is_llm=False, error="no recommendations to judge")
@@ -240,9 +256,10 @@ def judge_recommendations(history: list[dict], recommendations: list[dict], mode
         )
         text = response.choices[0].message.content or ""
     except Exception as error:  # network, auth, rate limit, malformed body: never break the page
-        log.warning("LLM judge failed (%s); using the heuristic judge", error)
+        message = redact(str(error), api_key)
+        log.warning("LLM judge failed (%s); using the heuristic judge", message)
         return heuristic_judge(history, recommendations,
-                               reason=f"LLM call failed: {type(error).__name__}: {str(error)[:200]}")
+                               reason=f"LLM call failed: {type(error).__name__}: {message[:200]}")
     parsed = parse_judge_reply(text, len(recommendations))
     scores = [JudgeScore(i, str(r.get("name", "")), s, why)
               for i, (r, (s, why)) in enumerate(zip(recommendations, parsed, strict=True), start=1)]

@@ -23,9 +23,10 @@ The fix stays inside the two-tower family and changes the training signal:
 * the **item tower** is a 32-factor embedding plus a bias, written as one vector so
   that a faiss inner-product index serves it: ``score = <[u, 1], [q_i, b_i]>``.
 
-Batch keys: ``user`` (LongTensor[B], the row of the history matrix the user tower
-reads) and ``item`` (LongTensor[B], the positive). For scoring histories that are not
-rows of the training matrix use :meth:`ImplicitTwoTower.encode_histories`.
+Batch keys (:mod:`recsys.anime.prep`): ``user`` (LongTensor[B], the row of the training
+history matrix the user tower reads), ``item`` (LongTensor[B], the positive) and, when
+scoring users who are not rows of that matrix (unseen or new users), ``history``: a
+``[B, n_items]`` scipy CSR of what each row watched, which the user tower reads instead.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ from recsys.models.base import Batch, NeuralRecommender, TwoTowerMixin
 
 @dataclass
 class ImplicitTwoTowerConfig:
-    n_items: int
     factors: int = 32
     temperature: float = 0.2  # softmax temperature on the logits
     logq_correction: bool = True
@@ -55,10 +55,16 @@ class ImplicitTwoTower(TwoTowerMixin, NeuralRecommender):
 
     display_name = "Two-tower (implicit, sampled softmax)"
 
-    def __init__(self, config: ImplicitTwoTowerConfig, history: sp.csr_matrix | None = None,
-                 item_log_q: np.ndarray | None = None):
-        super().__init__(config)
-        n, d = config.n_items, config.factors
+    def __init__(self, config: ImplicitTwoTowerConfig, data):
+        """``data`` (:class:`recsys.anime.prep.AnimeData`): ``n_items``, ``interactions`` (the
+        users x items training histories the user tower reads) and ``train_items`` (every
+        training positive, for the log-Q correction); the last two may be ``None``."""
+        super().__init__(config, data)
+        n, d = int(data.n_items), config.factors
+        self.n_items = self.n_columns = n
+        history = getattr(data, "interactions", None)
+        positives = getattr(data, "train_items", None)
+        item_log_q = None if positives is None else in_batch_log_q(positives, n)
         self.context_embedding = nn.EmbeddingBag(n, d, mode="sum")
         self.item_embedding = nn.Embedding(n, d)
         self.item_bias = nn.Embedding(n, 1)
@@ -122,11 +128,13 @@ class ImplicitTwoTower(TwoTowerMixin, NeuralRecommender):
         return torch.cat([mean, torch.ones_like(mean[:, :1])], dim=1)
 
     def user_tower(self, batch: Batch) -> torch.Tensor:
+        if batch.get("history") is not None:  # users given by what they watched (unseen, new)
+            return self.encode_histories(sp.csr_matrix(batch["history"]))
         if self.history is None:
-            raise RuntimeError("ImplicitTwoTower has no history matrix; use encode_histories(...)")
+            raise RuntimeError("ImplicitTwoTower has no history matrix; pass the batch's 'history'")
         if self.training and "item" in batch:
             return self.sampled_user_tower(batch["user"], batch["item"])
-        return self.encode_histories(self.history, batch["user"].cpu().numpy())
+        return self.encode_histories(self.history, torch.as_tensor(batch["user"]).cpu().numpy())
 
     # --- item tower -----------------------------------------------------------------------------
     def item_tower(self, items: torch.Tensor | None = None) -> torch.Tensor:

@@ -20,7 +20,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recsys.models.base import Batch, Recommender
+from recsys.anime.prep import batch_histories, binary
+from recsys.models.base import Batch, FittedRecommender
 
 
 @dataclass
@@ -60,22 +61,44 @@ def cosine_topk(X: sp.csr_matrix, k: int, shrink: float = 0.0, block: int = 1024
                          dtype=np.float32)
 
 
-class ItemKNN(Recommender):
+class ItemKNN(FittedRecommender):
+    """``scores = x_u S`` with ``S`` the pruned item-item cosine matrix.
+
+    Batch keys: ``user`` (rows of ``data.interactions``) or ``history`` (a ``[B, n_items]``
+    CSR, for users outside the data). State: ``S`` as CSR arrays (``data``, ``indices``,
+    ``indptr``): ``n_items * neighbours`` entries at most.
+    """
+
     display_name = "Item-kNN (cosine)"
 
-    def __init__(self, config: ItemKNNConfig | None = None):
-        self.config = config or ItemKNNConfig()
+    def __init__(self, config: ItemKNNConfig | None, data):
+        super().__init__(config or ItemKNNConfig(), data)
+        self.n_items = self.n_columns = int(data.n_items)
+        self.train: sp.csr_matrix | None = getattr(data, "interactions", None)
         self.similarity: sp.csr_matrix | None = None
-        self.train: sp.csr_matrix | None = None
 
-    def fit(self, interactions: sp.csr_matrix) -> "ItemKNN":
-        self.train = sp.csr_matrix(interactions, dtype=np.float32)
+    def fit(self, data) -> "ItemKNN":
+        self.train = binary(data.interactions)
         self.similarity = cosine_topk(self.train, self.config.neighbours, self.config.shrink, self.config.block)
         return self
 
-    def score_histories(self, histories: sp.csr_matrix) -> np.ndarray:
-        """``x_u S`` for each row of a (users x items) binary matrix."""
-        return np.asarray((sp.csr_matrix(histories, dtype=np.float32) @ self.similarity).todense())
+    def score_rows(self, histories: sp.csr_matrix) -> np.ndarray:
+        """``x_u S`` for each row of a (users x items) matrix (any stored value = watched)."""
+        return np.asarray((binary(histories) @ self.similarity).todense())
 
     def full_sort_predict(self, batch: Batch) -> torch.Tensor:
-        return torch.as_tensor(self.score_histories(self.train[batch["user"].cpu().numpy()]))
+        return torch.as_tensor(self.score_rows(batch_histories(batch, self.train)))
+
+    def state(self) -> dict[str, np.ndarray]:
+        S = self.similarity
+        return {"data": S.data.astype(np.float32), "indices": S.indices.astype(np.int64),
+                "indptr": S.indptr.astype(np.int64)}
+
+    def load_state(self, arrays) -> None:
+        n = self.n_items
+        indptr, indices = np.asarray(arrays["indptr"], np.int64), np.asarray(arrays["indices"], np.int64)
+        data = np.asarray(arrays["data"], np.float32)
+        if len(indptr) != n + 1 or indptr[-1] != len(indices) or len(data) != len(indices) \
+                or (len(indices) and (indices.min() < 0 or indices.max() >= n)):
+            raise ValueError(f"item-kNN state does not fit {n} items")
+        self.similarity = sp.csr_matrix((data, indices, indptr), shape=(n, n))

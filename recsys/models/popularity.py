@@ -22,10 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
-from recsys.models.base import Batch, Recommender
+from recsys.anime.prep import binary
+from recsys.models.base import Batch, FittedRecommender
 
 
 def weighted_rating(R, v, m: float | None = None, C: float | None = None, quantile: float = 0.9) -> np.ndarray:
@@ -46,36 +46,49 @@ def weighted_rating(R, v, m: float | None = None, C: float | None = None, quanti
 
 @dataclass
 class PopularityConfig:
-    kind: str = "count"  # count | wr
+    by: str = "wr"  # wr (weighted rating, the paper's cold start) | count (interactions)
     quantile: float = 0.9  # WR: m = this quantile of the vote counts
 
 
-class Popularity(Recommender):
-    """A fixed score per item: interaction count, or the weighted rating."""
+class Popularity(FittedRecommender):
+    """A fixed score per item: interaction count, or the weighted rating.
 
-    display_name = "Most popular"
+    ``fit(data)`` reads ``data.interactions`` (users x items, any value = watched) and,
+    for the weighted rating, ``data.item_mean_rating`` (R) and ``data.item_votes`` (v;
+    the interaction count where missing). Every row of a batch gets the same scores;
+    the batch only sets how many rows (``user`` or ``history``). State: ``scores``.
+    """
 
-    def __init__(self, config: PopularityConfig | None = None):
-        self.config = config or PopularityConfig()
+    def __init__(self, config: PopularityConfig | None, data):
+        super().__init__(config or PopularityConfig(), data)
+        if self.config.by not in ("count", "wr"):
+            raise ValueError(f"unknown popularity kind {self.config.by!r}; use 'count' or 'wr'")
+        self.n_items = self.n_columns = int(data.n_items)
         self.scores: np.ndarray | None = None
-        self.display_name = "Most popular (count)" if self.config.kind == "count" else "Popular (weighted rating)"
+        self.display_name = "Most popular (count)" if self.config.by == "count" else "Popular (weighted rating)"
 
-    def fit(self, interactions: sp.csr_matrix, mean_rating=None, votes=None) -> "Popularity":
-        """``interactions``: users x items (1 = watched). WR needs per-item ``mean_rating`` and ``votes``."""
-        counts = np.asarray(interactions.sum(axis=0)).ravel().astype(np.float64)
-        if self.config.kind == "count":
+    def fit(self, data) -> "Popularity":
+        counts = np.asarray(binary(data.interactions).sum(axis=0)).ravel().astype(np.float64)
+        if self.config.by == "count":
             self.scores = counts
-        elif self.config.kind == "wr":
+        else:
+            mean_rating = getattr(data, "item_mean_rating", None)
             if mean_rating is None:
                 raise ValueError("weighted rating needs mean_rating per item")
+            votes = getattr(data, "item_votes", None)
             self.scores = weighted_rating(mean_rating, counts if votes is None else votes,
                                           quantile=self.config.quantile)
-        else:
-            raise ValueError(f"unknown popularity kind {self.config.kind!r}; use 'count' or 'wr'")
         return self
 
-    def score_histories(self, histories: sp.csr_matrix) -> np.ndarray:
-        return np.broadcast_to(self.scores, (histories.shape[0], len(self.scores))).copy()
-
     def full_sort_predict(self, batch: Batch) -> torch.Tensor:
-        return torch.as_tensor(self.scores, dtype=torch.float32).expand(len(batch["user"]), -1)
+        rows = batch["history"].shape[0] if batch.get("history") is not None else len(batch["user"])
+        return torch.as_tensor(self.scores, dtype=torch.float64).expand(rows, -1)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"scores": np.asarray(self.scores, np.float64)}
+
+    def load_state(self, arrays) -> None:
+        scores = np.asarray(arrays["scores"], np.float64)
+        if scores.shape != (self.n_items,):
+            raise ValueError(f"popularity scores of shape {scores.shape} do not fit {self.n_items} items")
+        self.scores = scores

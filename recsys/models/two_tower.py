@@ -18,8 +18,10 @@ anime *given* they watch it, not which anime they will watch, so its top-k is
 dominated by niche, highly rated titles. :mod:`recsys.models.implicit_two_tower`
 is the retrieval counterpart trained on what people watch.
 
-Batch keys: ``user`` (LongTensor[B], user index), ``item`` (LongTensor[B], item index),
-``rating`` (FloatTensor[B], 1..10; training only).
+Batch keys (:mod:`recsys.anime.prep`): ``user`` (LongTensor[B], seen-user index),
+``item`` (LongTensor[B], item index), ``rating`` (FloatTensor[B], 1..10; training only).
+The model has a vector for trained users only: ``known_users_only`` tells serving to
+answer rows with ``user = -1`` (users it never saw) with the weighted average instead.
 """
 
 from __future__ import annotations
@@ -35,8 +37,6 @@ from recsys.models.base import Batch, NeuralRecommender, TwoTowerMixin
 
 @dataclass
 class TwoTowerConfig:
-    n_users: int
-    n_items: int
     factors: int = 32  # the paper's embedding size
     init_std: float = 0.05  # the paper's Keras default is uniform(+-0.05); we use N(0.5, std) - see __init__
 
@@ -45,11 +45,16 @@ class TwoTowerRating(TwoTowerMixin, NeuralRecommender):
     """``rating(u, i) = relu(sum_f p_u[f] * q_i[f])`` trained by MSE (the paper's model)."""
 
     display_name = "Two-tower (paper, MSE)"
+    #: a per-user table: users outside the training data have no vector (serving falls back)
+    known_users_only = True
 
-    def __init__(self, config: TwoTowerConfig):
-        super().__init__(config)
-        self.user_embedding = nn.Embedding(config.n_users, config.factors)
-        self.item_embedding = nn.Embedding(config.n_items, config.factors)
+    def __init__(self, config: TwoTowerConfig, data):
+        """``data``: anything with ``n_users`` and ``n_items`` (:class:`recsys.anime.prep.AnimeData`)."""
+        super().__init__(config, data)
+        self.n_users, self.n_items = int(data.n_users), int(data.n_items)
+        self.n_columns = self.n_items
+        self.user_embedding = nn.Embedding(self.n_users, config.factors)
+        self.item_embedding = nn.Embedding(self.n_items, config.factors)
         # Centre the factors slightly above zero so the initial dot products are positive:
         # with zero-centred factors half the predictions start under the ReLU, where the
         # gradient is zero, and those (user, item) pairs learn nothing until others move them.
@@ -59,14 +64,18 @@ class TwoTowerRating(TwoTowerMixin, NeuralRecommender):
 
     # towers -------------------------------------------------------------------------------
     def user_tower(self, batch: Batch) -> torch.Tensor:
-        return self.user_embedding(batch["user"])
+        users = torch.as_tensor(batch["user"], dtype=torch.long, device=self.user_embedding.weight.device)
+        if len(users) and (int(users.min()) < 0 or int(users.max()) >= self.n_users):
+            raise ValueError(f"user indices must be in 0..{self.n_users - 1}: this model knows trained users only")
+        return self.user_embedding(users)
 
     def item_tower(self, items: torch.Tensor | None = None) -> torch.Tensor:
         return self.item_embedding.weight if items is None else self.item_embedding(items)
 
     # contract -------------------------------------------------------------------------------
     def predict(self, batch: Batch) -> torch.Tensor:
-        return torch.relu((self.user_tower(batch) * self.item_tower(batch["item"])).sum(-1))
+        items = torch.as_tensor(batch["item"], dtype=torch.long, device=self.item_embedding.weight.device)
+        return torch.relu((self.user_tower(batch) * self.item_tower(items)).sum(-1))
 
     def full_sort_predict(self, batch: Batch) -> torch.Tensor:
         return torch.relu(self.user_tower(batch) @ self.item_tower().T)

@@ -1,4 +1,8 @@
-"""Cluster retrieval over item vectors: K-means / Gaussian mixture, elbow choice of k.
+"""Clustering of vectors: K-means / Gaussian mixture, the elbow choice of k, cluster retrieval.
+
+The one implementation the project uses: the anime paper's cluster retrieval
+(:class:`ClusterIndex`, used by :mod:`recsys.models.anime_retrieval`), its cost study, and
+the embedding explorer's colouring (:mod:`recsys.viz.clustering` delegates here).
 
 The two-tower anime paper clusters the item embeddings, finds the cluster nearest to a
 user's (weighted-average) vector and recommends the most popular unwatched anime in
@@ -10,6 +14,11 @@ inertia) over a grid of ``k``, then take the point of the curve farthest from th
 joining its two ends after scaling both axes to [0, 1] - the "kneedle" rule (Satopaa
 et al., "Finding a 'Kneedle' in a Haystack", ICDCS workshops 2011). The paper found
 k = 150 on the full data.
+
+A fitted clustering is kept as plain arrays (labels, centres, and for a mixture its
+weights and diagonal covariances), so it can be stored in an artifact without pickling
+an sklearn estimator; the mixture's posteriors are recomputed from them with sklearn's
+own diagonal-Gaussian formula.
 """
 
 from __future__ import annotations
@@ -21,6 +30,65 @@ from dataclasses import dataclass
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+CLUSTER_METHODS = ("kmeans", "gmm")
+
+
+@dataclass
+class Clustering:
+    """A fitted clustering as arrays: ``labels [n]``, ``centers [k, d]``; mixtures add
+    ``weights [k]`` and ``covariances [k, d]`` (diagonal); ``inertia`` for K-means."""
+
+    method: str
+    labels: np.ndarray
+    centers: np.ndarray
+    weights: np.ndarray | None = None
+    covariances: np.ndarray | None = None
+    inertia: float = float("nan")
+
+
+def fit_clusters(vectors: np.ndarray, k: int, method: str = "kmeans", seed: int = 0, n_init: int = 1,
+                 max_iter: int | None = None) -> Clustering:
+    """K-means (Lloyd, seeded k-means++ starts) or a diagonal Gaussian mixture with ``k`` parts.
+
+    ``max_iter`` defaults to sklearn's (300 for K-means, 100 for the mixture). Diagonal
+    covariances with a small ``reg_covar``: a full covariance per cluster overfits
+    clusters of a few dozen items.
+    """
+    x = np.asarray(vectors, dtype=np.float32)
+    if method == "kmeans":
+        from sklearn.cluster import KMeans
+
+        model = KMeans(n_clusters=k, n_init=n_init, max_iter=max_iter or 300, random_state=seed).fit(x)
+        return Clustering("kmeans", np.asarray(model.labels_), np.asarray(model.cluster_centers_, np.float32),
+                          inertia=float(model.inertia_))
+    if method == "gmm":
+        from sklearn.mixture import GaussianMixture
+
+        model = GaussianMixture(n_components=k, covariance_type="diag", random_state=seed, max_iter=max_iter or 100,
+                                n_init=n_init, reg_covar=1e-4).fit(x)
+        return Clustering("gmm", np.asarray(model.predict(x)), np.asarray(model.means_, np.float32),
+                          np.asarray(model.weights_, np.float64), np.asarray(model.covariances_, np.float64))
+    raise ValueError(f"unknown clustering method {method!r}; choose one of {', '.join(CLUSTER_METHODS)}")
+
+
+def gmm_posteriors(queries: np.ndarray, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> np.ndarray:
+    """``P(component | query)`` of a diagonal Gaussian mixture, ``[n, k]``.
+
+    The same arithmetic as sklearn's ``GaussianMixture.predict_proba`` for
+    ``covariance_type="diag"`` (log-density through the precision Cholesky factors, then
+    a log-sum-exp), so a mixture restored from arrays orders components as the fitted one.
+    """
+    from scipy.special import logsumexp
+
+    x = np.asarray(queries, np.float64)
+    means = np.asarray(means, np.float64)
+    precisions_chol = 1.0 / np.sqrt(np.asarray(covariances, np.float64))
+    log_det = np.sum(np.log(precisions_chol), axis=1)
+    precisions = precisions_chol**2
+    log_prob = (np.sum(means**2 * precisions, 1) - 2.0 * (x @ (means * precisions).T) + (x**2) @ precisions.T)
+    weighted = -0.5 * (x.shape[1] * np.log(2 * np.pi) + log_prob) + log_det + np.log(np.asarray(weights, np.float64))
+    return np.exp(weighted - logsumexp(weighted, axis=1)[:, None])
 
 
 def elbow_point(ks: Sequence[float], values: Sequence[float]) -> int:
@@ -40,13 +108,17 @@ def elbow_point(ks: Sequence[float], values: Sequence[float]) -> int:
     return int(np.argmax(distance))
 
 
+def kmeans_sweep(vectors: np.ndarray, ks: Iterable[int], seed: int = 0, n_init: int = 1,
+                 max_iter: int | None = None) -> list[Clustering]:
+    """One K-means fit per ``k`` (the elbow curve's points); ``k`` outside ``1..n`` is skipped."""
+    x = np.asarray(vectors, dtype=np.float32)
+    return [fit_clusters(x, int(k), "kmeans", seed, n_init, max_iter) for k in ks if 1 <= int(k) <= len(x)]
+
+
 def elbow_curve(vectors: np.ndarray, ks: Iterable[int], seed: int = 0, max_iter: int = 100) -> dict:
     """K-means inertia for each k and the elbow k: ``{"k": [...], "inertia": [...], "best_k": k}``."""
-    from sklearn.cluster import KMeans
-
     ks = [int(k) for k in ks if 1 <= int(k) <= len(vectors)]
-    inertia = [float(KMeans(n_clusters=k, n_init=1, max_iter=max_iter, random_state=seed).fit(vectors).inertia_)
-               for k in ks]
+    inertia = [c.inertia for c in kmeans_sweep(vectors, ks, seed, max_iter=max_iter)]
     best = ks[elbow_point(ks, inertia)] if ks else 1
     return {"k": ks, "inertia": inertia, "best_k": best}
 
@@ -59,60 +131,44 @@ class ClusterIndex:
     centers: np.ndarray  # [k, d]
     popularity: np.ndarray  # [n_items] score used to rank inside a cluster
     kind: str = "kmeans"
-    model: object = None  # the fitted sklearn estimator
+    weights: np.ndarray | None = None  # mixture weights (gmm)
+    covariances: np.ndarray | None = None  # diagonal covariances (gmm)
 
     @classmethod
     def fit(cls, vectors: np.ndarray, k: int, popularity: np.ndarray, kind: str = "kmeans", seed: int = 0):
         vectors = np.asarray(vectors, np.float32)
         k = max(1, min(int(k), len(vectors)))
-        if kind == "kmeans":
-            from sklearn.cluster import KMeans
-
-            model = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(vectors)
-            labels, centers = model.labels_, model.cluster_centers_
-        elif kind == "gmm":
-            from sklearn.mixture import GaussianMixture
-
-            model = GaussianMixture(n_components=k, covariance_type="diag", random_state=seed, max_iter=100,
-                                    reg_covar=1e-4).fit(vectors)
-            labels, centers = model.predict(vectors), model.means_
-        else:
-            raise ValueError(f"unknown cluster kind {kind!r}; use 'kmeans' or 'gmm'")
-        return cls(np.asarray(labels), np.asarray(centers, np.float32), np.asarray(popularity, np.float64), kind, model)
+        fitted = fit_clusters(vectors, k, kind, seed)
+        return cls(fitted.labels, fitted.centers, np.asarray(popularity, np.float64), kind, fitted.weights,
+                   fitted.covariances)
 
     def cluster_order(self, queries: np.ndarray) -> np.ndarray:
         """Clusters per query, nearest first (Euclidean to K-means centres; GMM posterior)."""
         queries = np.atleast_2d(np.asarray(queries, np.float32))
-        if self.kind == "gmm" and self.model is not None:
-            return np.argsort(-self.model.predict_proba(queries.astype(np.float64)), axis=1, kind="stable")
+        if self.kind == "gmm" and self.covariances is not None:
+            posteriors = gmm_posteriors(queries, self.weights, self.centers, self.covariances)
+            return np.argsort(-posteriors, axis=1, kind="stable")
         distances = ((queries[:, None, :] - self.centers[None, :, :]) ** 2).sum(-1)
         return np.argsort(distances, axis=1, kind="stable")
 
-    def members(self, cluster: int) -> np.ndarray:
-        return np.flatnonzero(self.labels == cluster)
+    def scores(self, queries: np.ndarray) -> np.ndarray:
+        """``[n_queries, n_items]`` scores whose order is the cluster recommendation.
 
-    def recommend(self, queries: np.ndarray, k: int, exclude: Sequence[Iterable[int]] | None = None):
-        """``(scores, items)``: the most popular unwatched items of the nearest cluster.
-
-        When the nearest cluster has fewer than ``k`` unwatched items the next nearest
-        clusters fill the list, so a user always gets ``k`` results.
+        An item's score is its popularity minus ``rank * span``, ``rank`` the position of
+        its cluster in the query's order (0 = nearest) and ``span`` more than the spread
+        of popularity: the nearest cluster's items keep their popularity as score and come
+        first, most popular first; the next clusters follow, so a user whose nearest
+        cluster is all watched still gets a full list.
         """
         order = self.cluster_order(queries)
-        by_cluster = {}
-        out_ids = np.full((len(order), k), -1, dtype=np.int64)
-        out_scores = np.full((len(order), k), -np.inf)
-        for row, clusters in enumerate(order):
-            excluded = np.fromiter(exclude[row], dtype=np.int64) if exclude is not None else np.empty(0, np.int64)
-            picked: list[int] = []
-            for cluster in clusters:
-                if cluster not in by_cluster:
-                    members = self.members(cluster)
-                    by_cluster[cluster] = members[np.argsort(-self.popularity[members], kind="stable")]
-                ranked = by_cluster[cluster]
-                picked.extend(ranked[~np.isin(ranked, excluded)][: k - len(picked)].tolist())
-                if len(picked) >= k:
-                    break
-            picked = picked[:k]
-            out_ids[row, : len(picked)] = picked
-            out_scores[row, : len(picked)] = self.popularity[picked]
-        return out_scores, out_ids
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.arange(order.shape[1])[None, :].repeat(len(order), 0), axis=1)
+        popularity = np.asarray(self.popularity, np.float64)
+        span = float(np.ptp(popularity)) + 1.0 if len(popularity) else 1.0
+        return popularity[None, :] - rank[:, self.labels] * span
+
+    def recommend(self, queries: np.ndarray, k: int, exclude: Sequence[Iterable[int]] | None = None):
+        """``(scores, items)``: the most popular unwatched items of the nearest cluster, then the next."""
+        from recsys.retrieval.topk import top_k
+
+        return top_k(self.scores(queries), k, exclude)

@@ -62,21 +62,3 @@ class ItemIndex:
                 out_scores[row, : len(kept)] = self.vectors[kept] @ queries[row]
         return out_scores, out_ids
 
-
-def weighted_average_vectors(ratings, watched, item_vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The paper's vector for a user the model never saw: ``sum_i r_i q_i / sum_i r_i``.
-
-    ``ratings`` is a users x items sparse matrix of explicit ratings (> 0), ``watched`` the
-    binary matrix of everything watched. Rows without an explicit rating fall back to the
-    plain mean over what they watched; rows with nothing get a zero vector and ``True`` in
-    the returned flag array.
-    """
-    import scipy.sparse as sp
-
-    ratings, watched = sp.csr_matrix(ratings, dtype=np.float64), sp.csr_matrix(watched, dtype=np.float64)
-    totals = np.asarray(ratings.sum(axis=1)).ravel()
-    no_ratings = totals <= 0
-    weights = sp.diags((~no_ratings).astype(np.float64)) @ ratings + sp.diags(no_ratings.astype(np.float64)) @ watched
-    totals = np.asarray(weights.sum(axis=1)).ravel()
-    vectors = np.asarray(weights @ np.asarray(item_vectors, np.float64)) / np.maximum(totals, 1e-12)[:, None]
-    return vectors.astype(np.float32), totals <= 0

@@ -10,6 +10,10 @@ to the nearest other cluster; near 1 is well separated, near 0 is overlapping.
 Clusters are found in the original vector space (reduced to at most
 ``reduce_dims`` PCA dimensions to keep it fast), not in the 2-D map: the map is a
 picture, the clusters should describe the embeddings themselves.
+
+The fitting itself is :mod:`recsys.retrieval.clusters` (one K-means/GMM implementation
+for the explorer and the anime recommender); this module keeps the explorer's checks,
+its defaults (several K-means starts) and the silhouette.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ import logging
 import numpy as np
 import pandas as pd
 
+from recsys.retrieval.clusters import CLUSTER_METHODS, fit_clusters, kmeans_sweep
+
 log = logging.getLogger(__name__)
 
-CLUSTER_METHODS = ("kmeans", "gmm")
+__all__ = ["CLUSTER_METHODS", "cluster", "elbow_table", "reduce_for_clustering", "silhouette", "suggest_k"]
 
 
 def reduce_for_clustering(vectors: np.ndarray, reduce_dims: int = 50, seed: int = 0) -> np.ndarray:
@@ -44,17 +50,11 @@ def _check_k(k: int, n: int) -> None:
 def cluster(vectors: np.ndarray, k: int, method: str = "kmeans", seed: int = 0) -> np.ndarray:
     """Cluster labels ``0..k-1`` for each row of ``vectors``."""
     x = np.asarray(vectors, dtype=np.float32)
+    if method not in CLUSTER_METHODS:
+        raise ValueError(f"unknown clustering method {method!r}; choose one of {', '.join(CLUSTER_METHODS)}")
     _check_k(k, len(x))
-    if method == "kmeans":
-        from sklearn.cluster import KMeans
-
-        return KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(x)
-    if method == "gmm":
-        from sklearn.mixture import GaussianMixture
-
-        # diagonal covariances: a full covariance per cluster in 50-d overfits small sets
-        return GaussianMixture(n_components=k, covariance_type="diag", random_state=seed, reg_covar=1e-4).fit_predict(x)
-    raise ValueError(f"unknown clustering method {method!r}; choose one of {', '.join(CLUSTER_METHODS)}")
+    # four K-means starts: the explorer clusters a few thousand points once, quality over speed
+    return fit_clusters(x, k, method, seed, n_init=4 if method == "kmeans" else 1).labels
 
 
 def silhouette(vectors: np.ndarray, labels: np.ndarray, sample_size: int = 2000, seed: int = 0) -> float:
@@ -74,15 +74,10 @@ def elbow_table(vectors: np.ndarray, ks=range(2, 13), seed: int = 0) -> pd.DataF
     Inertia always falls with k; the elbow is where it stops falling fast. The
     silhouette peaks at the k that separates best; read the two together.
     """
-    from sklearn.cluster import KMeans
-
     x = np.asarray(vectors, dtype=np.float32)
-    rows = []
-    for k in ks:
-        if k < 2 or k > len(x) - 1:
-            continue
-        model = KMeans(n_clusters=k, n_init=2, random_state=seed).fit(x)
-        rows.append({"k": k, "inertia": float(model.inertia_), "silhouette": silhouette(x, model.labels_, seed=seed)})
+    fits = kmeans_sweep(x, [k for k in ks if 2 <= k <= len(x) - 1], seed, n_init=2)
+    rows = [{"k": len(c.centers), "inertia": c.inertia, "silhouette": silhouette(x, c.labels, seed=seed)}
+            for c in fits]
     return pd.DataFrame(rows, columns=["k", "inertia", "silhouette"])
 
 
