@@ -63,7 +63,7 @@ def _epochs_total(run) -> int | str:
 # ------------------------------------------------------------------------------------------------
 st.subheader("New run")
 if not recipes:
-    st.info("No trainable models are registered yet (the pipelines register them when they are written).")
+    st.info("No trainable models could be loaded: see the errors above, or `python -m recsys runs models`.")
 else:
     names = list(recipes)
 

@@ -1,4 +1,4 @@
-"""``python -m recsys``: the command line over the same pipelines the app uses.
+"""``python -m recsys``: the command line over the same domain modules the app uses.
 
 Verbs::
 

@@ -361,11 +361,13 @@ def test_studio_recipe_trains_and_saves_a_checkpoint_serving_loads(tiny, tmp_pat
     assert meta["seed"] == 0 and model.n_columns == tiny.data.n_items
 
 
-def test_history_file_ids_above_2_31_are_unknown(tiny, tmp_path):
+def test_history_file_ids_above_2_31_are_refused_with_their_line(tiny, tmp_path):
     history_file = tmp_path / "history.csv"
-    history_file.write_text(f"user_id,anime_id,rating\n1,{WRAPS_TO_20},9\n1,10,8\n{WRAPS_TO_20},30,7\n")
-    frame = anime_cli.read_history_file(history_file)
-    assert frame["anime_id"].tolist() == [WRAPS_TO_20, 10, 30] and frame["user_id"].tolist() == [1, 1, WRAPS_TO_20]
-    rows = anime_cli.recommend_rows(tiny, "weighted", k=3, history=frame)
-    assert [r["user_id"] for r in rows] == [1, WRAPS_TO_20]
-    assert rows[0]["skipped_unknown"] == 1  # not anime 20
+    history_file.write_text(f"user_id,anime_id,rating\n1,{WRAPS_TO_20},9\n1,10,8\n")
+    with pytest.raises(ValueError, match="line 2") as error:
+        anime_cli.read_history_file(history_file)
+    assert str(WRAPS_TO_20) in str(error.value)  # named as typed, never as anime 20
+    good = tmp_path / "good.csv"
+    good.write_text("user_id,anime_id,rating\n1,10,8\n1,30,-1\n")
+    frame = anime_cli.read_history_file(good)
+    assert frame["anime_id"].tolist() == [10, 30] and frame["anime_id"].dtype == np.int64

@@ -83,7 +83,6 @@ def test_no_pickle_anywhere_in_the_package_or_pages():
             for needle in ("import pickle", "pickle.load", "weights_only=False", "allow_pickle=True", "torch.load("):
                 if needle in text:
                     offenders.append(f"{path.relative_to(PROJECT_ROOT)}: {needle}")
-    offenders = [o for o in offenders if not o.startswith("recsys/pipelines/")]  # being deleted (issue 9)
     assert offenders == []
 
 

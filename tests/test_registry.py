@@ -26,7 +26,7 @@ def test_every_entry_is_complete_and_unique():
 def test_get_by_name_alias_and_domain():
     assert registry.get("dcdt").domain == "videos"
     assert registry.get("kmeans") is registry.get("anime-kmeans")  # alias
-    assert registry.get("anime-kmeans").options == {"kind": "kmeans"}
+    assert registry.get("anime-kmeans").options == {"algorithm": "kmeans"}
     with pytest.raises(KeyError, match="unknown model 'dcdt'; choose one of: anime-"):
         registry.get("dcdt", domain="anime")
     with pytest.raises(KeyError, match="unknown model 'nope'"):

@@ -31,11 +31,11 @@ def method_choices() -> list[str]:
 
 
 def read_history_file(path: Path) -> pd.DataFrame:
-    """A CSV of ``user_id,anime_id,rating`` (one or many users); bad lines are reported by number.
+    """A CSV of ``user_id,anime_id,rating`` (one or many users), checked by the dataset's strict loader.
 
-    The file is checked by the dataset's loader (line numbers for bad rows), then its ids
-    are read again as Python integers: the loader stores ids as int32, where 4294967316
-    would silently become anime 20. An anime id outside int64 becomes -1 (unknown).
+    The loader reads ids as int64 and refuses, with the line number, any id outside
+    1..2^31-1 (such as 4294967316, which an int32 cast would have turned into anime 20),
+    any rating outside -1..10 and any malformed or cut line.
     """
     from recsys.data.anime import AnimeDataError, load_ratings
 
@@ -43,24 +43,10 @@ def read_history_file(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"history file {path} does not exist")
     try:
-        checked = load_ratings(path)
+        frame = load_ratings(path)
     except AnimeDataError as error:
         raise ValueError(f"bad history file: {error}") from None
-    raw = pd.read_csv(path, dtype=str, skipinitialspace=True, keep_default_na=False)
-    try:
-        frame = pd.DataFrame({
-            "user_id": [int(v) for v in raw["user_id"]],
-            "anime_id": np.array([_int64_or_unknown(v) for v in raw["anime_id"]], dtype=np.int64),
-            "rating": [int(v) for v in raw["rating"]],
-        })
-    except (KeyError, ValueError):  # the loader accepted it, so the loader's reading stands
-        return checked
     return frame.drop_duplicates(["user_id", "anime_id"], keep="last").reset_index(drop=True)
-
-
-def _int64_or_unknown(text: str) -> int:
-    value = int(str(text).strip())
-    return value if -(2**63) <= value < 2**63 else -1
 
 
 def recommend_rows(recommender: AnimeRecommender, method: str, k: int = 10, user_id: int | None = None,

@@ -33,9 +33,15 @@ def top_k(scores: np.ndarray, k: int, exclude: Sequence[Iterable[int]] | None = 
     k = min(int(k), scores.shape[1])
     if k == 0:
         return np.zeros((scores.shape[0], 0)), np.zeros((scores.shape[0], 0), dtype=np.int64)
-    # lexsort-free stable tie-break: sort the k survivors by (-score, column)
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    part.sort(axis=1)
+    # The k-th best score per row is the threshold: everything above it is in, and among the
+    # scores equal to it the lowest columns fill the remaining places, so ties at the cut are
+    # broken the same way as ties inside the list (argpartition alone picks tied columns arbitrarily).
+    threshold = -np.partition(-scores, k - 1, axis=1)[:, k - 1:k]
+    above = scores > threshold
+    at = scores == threshold
+    room = k - above.sum(axis=1, keepdims=True)
+    chosen = above | (at & (np.cumsum(at, axis=1) <= room))
+    part = np.nonzero(chosen)[1].reshape(scores.shape[0], k)  # ascending columns within each row
     order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
     ids = np.take_along_axis(part, order, axis=1)
     top = np.take_along_axis(scores, ids, axis=1)
