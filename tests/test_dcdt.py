@@ -75,6 +75,44 @@ def test_margin_loss_on_toy_batch():
         contrastive_loss(pos, neg, "hinge2")
 
 
+def test_eq7_contrastive_loss_on_squared_distances():
+    # d = 2 - 2 tanh(s): s = 0 -> d = 2; s = atanh(0.9) -> d = 0.2
+    pos = torch.tensor([0.0])
+    neg = torch.tensor([[0.0, math.atanh(0.9)]])
+    # m = 1: positive pair y*d = 2; negatives max(1 - 2, 0)^2 = 0 and max(1 - 0.2, 0)^2 = 0.64
+    # mean over the 3 pairs = (2 + 0 + 0.64) / 3 = 0.88
+    assert contrastive_loss(pos, neg, "contrastive", margin=1.0).item() == pytest.approx(0.88, abs=1e-5)
+    # a perfect pair: positive at d -> 0 (s large), negatives beyond the margin: loss -> 0
+    assert contrastive_loss(torch.tensor([20.0]), torch.tensor([[-1.0]]), "contrastive", margin=1.0).item() < 1e-6
+
+
+def test_orthogonality_term_between_query_and_video_projections():
+    model = DCDT(DCDTConfig(embed_dim=3, hidden_dim=2, attn_dim=2, dropout=0.0, orthogonality=2.0),
+                 items(torch.rand(4, 3), torch.rand(4, 3)))
+    with torch.no_grad():
+        model.query_net[0].weight.copy_(torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]))
+        model.title_net[0].weight.copy_(torch.tensor([[3.0, 0, 0], [0, 0, 1.0]]))  # cosines to A: [[1, 0], [0, 0]]
+        model.desc_net[0].weight.copy_(torch.tensor([[0, 0, 1.0], [0, 0, 2.0]]))  # orthogonal to A: all 0
+    # title: mean of squared cosines = 1 / 4 = 0.25; description: 0 -> penalty 0.25, weighted by 2 -> 0.5
+    assert model.orthogonality_penalty().item() == pytest.approx(0.25)
+    batch = {"query": torch.rand(2, 3), "item": torch.tensor([0, 1]), "neg": torch.tensor([[2, 3], [3, 2]])}
+    model.eval()
+    with_term = model.calculate_loss(batch).item()
+    plain = contrastive_loss(*_pos_neg(model, batch), "margin", margin=0.5).item()
+    assert with_term == pytest.approx(plain + 0.5, abs=1e-5)
+    # the tied initialisation starts every query row at cosine 1 with its copy: the term is large there
+    tied = DCDT(DCDTConfig(embed_dim=3, hidden_dim=2, attn_dim=2), items(torch.rand(4, 3), torch.rand(4, 3)))
+    assert tied.orthogonality_penalty().item() >= 2 * 0.5 - 1e-6  # diagonals alone: 2 of 4 cells at 1, twice
+
+
+def _pos_neg(model, batch):
+    q, pos, neg = batch["query"], batch["item"], batch["neg"]
+    s_pos = model.joint_score(q, model.title_emb[pos], model.desc_emb[pos])
+    s_neg = torch.stack([model.joint_score(q, model.title_emb[neg[:, k]], model.desc_emb[neg[:, k]])
+                         for k in range(neg.shape[1])], dim=1)
+    return s_pos, s_neg
+
+
 def test_hard_negatives_come_from_top_30_percent_of_non_relevant():
     # one query, 10 videos; video i scores 9 - i; videos 0 and 3 are relevant.
     # non-relevant: 1, 2, 4, 5, ..., 9 (8 videos) -> pool = ceil(0.3 * 8) = 3 best = {1, 2, 4}

@@ -221,7 +221,8 @@ def test_evaluate_videos_writes_tables(isolated):
     mean, std = report["table2"]["DCDT"]["mrr@10"]
     assert 0 <= mean <= 1 and std >= 0
     assert (isolated / "results" / "table2_test.csv").exists() and (isolated / "results" / "table3_test.csv").exists()
-    assert "Table 3" in report["text"] and "paper figures not transcribed" in report["text"]
+    assert "Table 3" in report["text"] and "| DCDT (paper) | 0.821 |" in report["text"]
+    assert "| Single tower (paper) | 0.735 |" in report["text"]
 
 
 def test_bench_reports_percentiles(service):

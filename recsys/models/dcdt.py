@@ -61,14 +61,38 @@ whole catalogue is four ``[1, H or K] x [H or K, n]`` matrix products plus eleme
 work (:meth:`DCDT.score_towers`); :meth:`DCDT.joint_score` is the literal
 concatenate-then-fuse computation, and tests check that both give the same scores.
 
-Loss (the paper's eq. 7, margin contrastive, our form): for a training query ``q``, a
-relevant video ``v+`` and ``K`` negatives ``v-_k``::
+Loss. ``loss="contrastive"`` is the paper's eq. 7, a pairwise contrastive loss on a
+distance ``d`` between the query's and the video's representations::
 
-    L = mean_{q, v+, k} max(0, m - s(q, v+) + s(q, v-_k))
+    L = mean over pairs [ y d + (1 - y) max(m - d, 0)^2 ]
 
-i.e. every negative must score at least ``m`` below the positive. ``loss="infonce"``
-instead takes the softmax cross-entropy of the positive among ``[v+, v-_1..v-_K]``
-with temperature ``tau``.
+with ``y = 1`` for the ``(q, v+)`` pair and ``y = 0`` for each ``(q, v-_k)`` pair. The
+paper's ``1/N`` stands in front of the first term only; we read it as the mean over
+all ``B (1 + K)`` pairs of the batch (a sum would tie the step size to the batch size).
+Eq. 7 writes the distance as ``||x1 - x2||_2`` but squares it in the hinge; following the
+classic contrastive loss we take ``d`` as the *squared* Euclidean distance. Which
+``x1, x2``: DCDT's score is a fusion of several interactions, not one dot product, so
+there is no single pair of vectors whose distance ranks the catalogue. Our reading
+treats the fused score ``s`` as a similarity of two unit vectors with cosine
+``tanh(s)``, whose squared distance is ``d = ||x1 - x2||^2 = 2 - 2 tanh(s)`` (in
+``[0, 4]``, monotone in ``s``); training and serving then rank by the same number
+(:func:`score_distance`). Positives are pulled to ``d = 0``, negatives pushed beyond
+``m`` (``margin``, 1.0 by default for this loss, i.e. cosine 0.5).
+
+The other losses are kept as options and ablated (Table 3): ``loss="margin"`` is a
+margin *ranking* hinge on the fused scores, ``mean max(0, m - s(q, v+) + s(q, v-_k))``
+(every negative at least ``m`` below the positive: a different thing from eq. 7, which
+never compares two scores); ``loss="infonce"`` the softmax cross-entropy of the
+positive among ``[v+, v-_1..v-_K]`` with temperature ``tau``.
+
+Orthogonal constraints (``orthogonality > 0``). The paper's abstract says the dual-path
+encoder "uses orthogonal constraints to decouple" query and video processing without a
+formula. Ours: the squared cosines between every row of the query projection ``A``
+and every row of the title and description projections ``B``, ``C``,
+``lambda * (mean cos(A_i, B_j)^2 + mean cos(A_i, C_j)^2)``, added to the loss
+(:meth:`DCDT.orthogonality_penalty`). It pushes the query tower to read other
+directions of the embedding space than the video towers; the ablation measures what
+that does. It works against ``tied_init`` (copies start with cosine 1 on the diagonal).
 
 Dynamic hard negatives: at the start of every epoch each training query is scored
 against the catalogue by the *current* model; its negatives for the epoch are drawn
@@ -105,6 +129,7 @@ __all__ = [
     "QueryVideoScorer",
     "contrastive_loss",
     "mine_hard_negatives",
+    "score_distance",
 ]
 
 
@@ -116,32 +141,44 @@ class DCDTConfig:
     hidden_dim: int = 64  # tower output size H
     attn_dim: int = 32  # key size K of the cross-modal attention
     dropout: float = 0.1  # query tower only
-    loss: str = "margin"  # margin (paper eq. 7) | infonce
-    margin: float = 0.5
+    loss: str = "margin"  # contrastive (the paper's eq. 7) | margin (ranking hinge) | infonce
+    margin: float = 0.5  # m of the margin hinge and of eq. 7 (eq. 7 works on distances in [0, 4])
     temperature: float = 0.1  # InfoNCE only
     n_negatives: int = 4  # negatives per (query, positive) pair
     hard_fraction: float = 0.3  # negatives come from this top share of non-relevant videos
     dynamic_negatives: bool = True  # False: uniform random negatives (ablation)
     tied_init: bool = True  # start the three towers (and W_q, W_t, W_d) from the same weights
     cosine_skip: bool = True  # also feed the frozen cosines q.t and q.d to the fusion layer (our addition)
+    orthogonality: float = 0.0  # weight of the query/video projection orthogonality term (0: off)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def score_distance(score: torch.Tensor) -> torch.Tensor:
+    """Squared distance ``2 - 2 tanh(s)`` of two unit vectors whose cosine is ``tanh(s)`` (eq. 7's ``d``)."""
+    return 2.0 - 2.0 * torch.tanh(score)
 
 
 def contrastive_loss(pos: torch.Tensor, neg: torch.Tensor, kind: str = "margin", margin: float = 0.5,
                      temperature: float = 0.1) -> torch.Tensor:
     """Loss of positive scores ``pos [B]`` against negative scores ``neg [B, K]``.
 
-    ``margin``: ``mean(max(0, m - pos + neg))`` over all ``B*K`` pairs (DCDT eq. 7);
+    ``contrastive`` (the paper's eq. 7): with ``d = score_distance(s)``, the mean over
+    the ``B (1 + K)`` pairs of ``d`` for positives and ``max(m - d, 0)^2`` for negatives;
+    ``margin``: ``mean(max(0, m - pos + neg))`` over all ``B*K`` (positive, negative) pairs;
     ``infonce``: ``mean(-log softmax([pos, neg] / tau)[0])``.
     """
+    if kind == "contrastive":
+        d_pos, d_neg = score_distance(pos), score_distance(neg)
+        total = d_pos.sum() + F.relu(margin - d_neg).pow(2).sum()
+        return total / (d_pos.numel() + d_neg.numel())
     if kind == "margin":
         return F.relu(margin - pos.unsqueeze(1) + neg).mean()
     if kind == "infonce":
         logits = torch.cat([pos.unsqueeze(1), neg], dim=1) / temperature
         return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=pos.device))
-    raise ValueError(f"unknown loss {kind!r}; choose 'margin' or 'infonce'")
+    raise ValueError(f"unknown loss {kind!r}; choose 'contrastive', 'margin' or 'infonce'")
 
 
 def mine_hard_negatives(scores: torch.Tensor, relevant: torch.Tensor, fraction: float, n_negatives: int,
@@ -212,7 +249,11 @@ class QueryVideoScorer(NeuralRecommender):
                                   self.desc_emb[items])
         s_pos, s_neg = scores[:B], scores[B:].view(B, K)
         c = self.config
-        return contrastive_loss(s_pos, s_neg, c.loss, c.margin, c.temperature)
+        return contrastive_loss(s_pos, s_neg, c.loss, c.margin, c.temperature) + self.regulariser()
+
+    def regulariser(self) -> torch.Tensor | float:
+        """Extra loss terms of a subclass (DCDT: the orthogonality term); none here."""
+        return 0.0
 
 
 class DCDT(QueryVideoScorer):
@@ -261,6 +302,15 @@ class DCDT(QueryVideoScorer):
             self.fusion.weight.zero_()
             self.fusion.bias.zero_()
             self.fusion.weight[0, 3 * H + 2:] = 1.0
+
+    def orthogonality_penalty(self) -> torch.Tensor:
+        """Mean squared cosine between query-projection rows and title / description-projection rows (summed)."""
+        A = F.normalize(self.query_net[0].weight, dim=1)
+        return sum((A @ F.normalize(net[0].weight, dim=1).T).pow(2).mean() for net in (self.title_net, self.desc_net))
+
+    def regulariser(self) -> torch.Tensor | float:
+        weight = self.config.orthogonality
+        return weight * self.orthogonality_penalty() if weight > 0 else 0.0
 
     # ----- the literal computation -----
     def _fusion_parts(self):

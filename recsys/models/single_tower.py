@@ -39,7 +39,7 @@ class SingleTowerConfig:
     embed_dim: int | None = None  # None: the data's embedding size
     hidden_dim: int = 128  # first hidden layer; the second is half of it
     dropout: float = 0.1
-    loss: str = "margin"  # margin | infonce (see recsys.models.dcdt)
+    loss: str = "margin"  # contrastive (eq. 7) | margin | infonce (see recsys.models.dcdt)
     margin: float = 0.5
     temperature: float = 0.1
     n_negatives: int = 4

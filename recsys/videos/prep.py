@@ -84,6 +84,7 @@ class VideoItems:
     video_ids: list[str] = field(default_factory=list)
     embedder_name: str = ""
     catalog_hash: str = ""
+    query_language: list[str] = field(default_factory=list)  # per query: query_language(text, style)
 
     def __post_init__(self):
         self.title = np.asarray(self.title, dtype=np.float32)
@@ -101,6 +102,7 @@ class VideoItems:
         self.query_split = np.asarray(self.query_split if self.query_split is not None else [""] * n_queries)
         self.query_text = list(self.query_text) or [""] * n_queries
         self.query_ids = list(self.query_ids) or [f"query-{j}" for j in range(n_queries)]
+        self.query_language = list(self.query_language) or ["English"] * n_queries
         if len(self.video_text) != n or self.text.shape != (n, dim):
             raise ValueError("video texts and text embeddings must have one row per video")
 
@@ -118,6 +120,17 @@ class VideoItems:
         if len(rows) == 0:
             raise ValueError(f"no queries in split {name!r}")
         return self.query_emb[rows], [self.relevant[i] for i in rows], [self.query_text[i] for i in rows], rows
+
+
+def query_language(text: str, style: str) -> str:
+    """Language group of a labelled query: ``English``, ``Chinese`` (any CJK ideograph) or ``Spanish/French/German``.
+
+    The query file marks non-English queries by style only; the script tells Chinese from
+    the rest, and the few Latin-script ones are reported as one group.
+    """
+    if style != "non-english":
+        return "English"
+    return "Chinese" if any("\u4e00" <= ch <= "\u9fff" for ch in text) else "Spanish/French/German"
 
 
 def build_items(data: VideoData, embedder, progress: bool = False) -> VideoItems:
@@ -141,6 +154,7 @@ def build_items(data: VideoData, embedder, progress: bool = False) -> VideoItems
         query_text=list(queries["text"]), query_ids=list(queries["query_id"]),
         query_split=np.asarray(queries["split"]), relevant=[[index[v] for v in rel] for rel in queries["relevant"]],
         video_ids=list(catalog["video_id"]), embedder_name=name, catalog_hash=catalog_hash(catalog),
+        query_language=[query_language(t, s) for t, s in zip(queries["text"], queries["style"])],
     )
 
 
