@@ -9,6 +9,7 @@ Text from outside (server errors, fallback reasons, model sources) is shown with
 from __future__ import annotations
 
 import re
+import time
 
 import streamlit as st
 
@@ -48,24 +49,32 @@ def _settings():
     return backend, api_key, k
 
 
-def _render_results(record: dict, names: dict[str, str], show_attention: bool) -> None:
-    st.caption(f"{md_escape(names.get(record['model'], record['model']))}: "
-               f"{record['latency_ms']:.1f} ms end to end (scoring + top-k {record['score_ms']:.2f} ms)")
+def _render_results(record: dict, names: dict[str, str]) -> None:
+    name = record["model"]
+    st.caption(f"{md_escape(names.get(name, name))}: {record['latency_ms']:.1f} ms for this answer "
+               f"(query embedding + scoring + top-k; scoring + top-k alone {record['score_ms']:.2f} ms)")
     if record.get("source"):
-        st.text(f"served from: {record['source']}")
+        st.text(f"checkpoint: {record['source']}")
+    if record.get("hidden_no_match"):
+        st.info(f"{record['hidden_no_match']} more videos are hidden: none of your words occurs in them "
+                "(BM25 matches words only, so it cannot answer in another language or with other words).")
     if not record["results"]:
         st.info("No videos.")
+    kind = video_page.score_kind(name)
     for rank, item in enumerate(record["results"], start=1):
         with st.container(border=True):
             st.markdown(f"**{rank}. {md_escape(item['title'])}**")
+            if item.get("summary"):
+                st.text(item["summary"])
             topics = ", ".join(item["topics"])
             st.caption(f"{md_escape(item['series'])} · level: {md_escape(item['level'])} · "
-                       f"topics: {md_escape(topics)} · score {item['score']:.3f}")
-            attention = item.get("attention")
-            if show_attention and attention:
-                st.progress(min(max(attention["title"], 0.0), 1.0),
-                            text=f"why: attention on title {attention['title']:.0%} · "
-                                 f"description {attention['description']:.0%}")
+                       f"topics: {md_escape(topics)} · {kind} {item['score']:.3f}")
+            if item.get("link"):
+                st.markdown(f"[Watch: the series' course page]({item['link']}) (lists this lecture by its title; "
+                            "the catalogue has no per-video link)")
+            why = video_page.why_line(item)
+            if why:
+                st.caption(md_escape(why))
 
 
 def _render_neighbours(neighbours: list[dict], titles: dict[str, str]) -> None:
@@ -81,7 +90,7 @@ def _render_metrics() -> None:
     with st.expander("Metrics and evaluation", expanded=False):
         st.markdown("\n".join(f"- **{video_eval.METRIC_LABELS[m]}**: {d}"
                               for m, d in video_eval.METRIC_DEFINITIONS.items()))
-        tables = video_page.result_tables()
+        tables = video_page.display_tables()
         for title, frame in tables.items():
             st.markdown(f"**{title}**")
             st.dataframe(frame, hide_index=True)
@@ -95,6 +104,7 @@ def main() -> None:
                "cross-modal attention) and its baselines recommend videos from the catalogue.")
     backend, api_key, k = _settings()
 
+    page_start = time.perf_counter()  # what the user waits for starts here (loading the service included)
     try:
         service = load_service(backend, api_key)
     except Exception as error:  # missing assets, unloadable model: a message, not a traceback
@@ -107,8 +117,10 @@ def main() -> None:
     for i, example in enumerate(video_page.EXAMPLE_QUERIES):
         columns[i % 3].button(example, key=f"example-{i}", on_click=_use_example, args=(example,),
                               width="stretch")
-    query = st.text_area("Your question", key=QUERY_KEY, height=80,
-                         placeholder="e.g. a visual intuition for eigenvectors before my exam")
+    ask, go = st.columns([5, 1], vertical_alignment="bottom")
+    query = ask.text_input("Your question (any language; Enter searches)", key=QUERY_KEY,
+                           placeholder="e.g. a visual intuition for eigenvectors before my exam")
+    go.button("Search", key="ask_search", width="stretch")  # Enter in the box submits as well
     mode = st.radio("Models", ["One model", "Compare models"], horizontal=True)
     names = video_page.model_choices()
     if mode == "One model":
@@ -131,6 +143,7 @@ def main() -> None:
     try:
         with st.spinner("Recommending… (the first query loads the models)"):
             answer = service.recommend_many(query, models, k=k, explain=True)
+        waited_ms = (time.perf_counter() - page_start) * 1000  # service loading included
     except ValueError as error:  # our own message about the input
         st.warning(md_escape(str(error)))
         return
@@ -144,15 +157,16 @@ def main() -> None:
     if answer["fallback_reason"]:
         st.warning("OpenAI embeddings failed, so the local model is used instead. The server said:")
         st.text(str(answer["fallback_reason"]))
-    st.caption(f"Embeddings: {md_escape(answer['backend'])} · query embedded in {answer['embed_ms']:.1f} ms")
+    st.caption(f"Encoder: {md_escape(answer['backend'])} · query embedded in {answer['embed_ms']:.1f} ms · "
+               f"{waited_ms:.0f} ms from pressing Enter to this answer (includes any model loading)")
 
     if len(models) == 1:
-        _render_results(answer["results"][models[0]], names, show_attention=True)
+        _render_results(answer["results"][models[0]], names)
     else:
         for column, name in zip(st.columns(len(models)), models):
             with column:
                 st.subheader(names[name])
-                _render_results(answer["results"][name], names, show_attention=True)
+                _render_results(answer["results"][name], names)
     titles = dict(zip(service.data.catalog["video_id"], service.data.catalog["title"]))
     _render_neighbours(answer.get("neighbours", []), titles)
 

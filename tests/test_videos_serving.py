@@ -111,14 +111,17 @@ def test_service_compares_models_and_explains(service):
     assert names == ["dcdt", "single-tower", "bm25", "cf", "embedding"]  # from the registry
     out = service.recommend_many("singular decomposition compress", names, k=5, explain=True)
     assert set(out["results"]) == set(names)
-    for record in out["results"].values():
-        assert len(record["results"]) == 5
+    for name, record in out["results"].items():
+        # BM25 drops the videos that share no word with the query (score 0) and says how many
+        assert len(record["results"]) + record["hidden_no_match"] == 5
+        assert name == "bm25" or record["hidden_no_match"] == 0
+    assert all(r["score"] > 0 for r in out["results"]["bm25"]["results"])
     # BM25 and embedding cosine put an svd video first for an svd query
     assert out["results"]["bm25"]["results"][0]["video_id"].startswith("svd")
     assert out["results"]["embedding"]["results"][0]["video_id"].startswith("svd")
-    assert "attention" not in out["results"]["bm25"]["results"][0]  # only DCDT explains by attention
-    attention = [r["attention"] for r in out["results"]["dcdt"]["results"]]
-    assert all(a["title"] + a["description"] == pytest.approx(1.0) for a in attention)
+    assert "why" not in out["results"]["bm25"]["results"][0]  # only DCDT splits its score by modality
+    for r in out["results"]["dcdt"]["results"]:
+        assert r["why"]["title"] + r["why"]["description"] + r["why"]["rest"] == pytest.approx(r["score"], abs=1e-4)
     assert len(out["neighbours"]) == 3 and out["neighbours"][0]["similarity"] >= out["neighbours"][1]["similarity"]
     assert out["backend"].startswith("fake hashing") and out["fallback_reason"] is None
 
@@ -243,3 +246,14 @@ def test_recipes_come_from_the_registry():
     assert recipes["dcdt"].defaults.batch_size == 16 and recipes["dcdt"].defaults.monitor == "mrr@10"
     # the options are the model's config fields (the embedding size always comes from the embedder)
     assert recipes["dcdt"].options["hard_fraction"] == 0.3 and "embed_dim" not in recipes["dcdt"].options
+
+
+def test_results_link_the_series_page_and_carry_a_one_line_summary():
+    from recsys.data.videos import SERIES_PAGES, load_catalog
+
+    # every series of the shipped catalogue has its official page (the catalogue has no per-video URL)
+    assert set(load_catalog()["series"]) == set(SERIES_PAGES)
+    assert serving.series_link("Khan Academy: Linear Algebra") == "https://www.khanacademy.org/math/linear-algebra"
+    assert serving.series_link("Series 0") is None
+    assert serving.first_sentence("Row picture. Column picture.") == "Row picture."
+    assert serving.first_sentence("x" * 200, limit=10) == "x" * 9 + "…"

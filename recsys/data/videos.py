@@ -263,3 +263,17 @@ def clear_cache() -> None:
     """Forget parsed files (after editing the assets inside a running process)."""
     _catalog_records.cache_clear()
     _query_records.cache_clear()
+
+
+#: The official page of each series (from assets/README.md, Sources). The catalogue holds
+#: no per-video URL or platform id, and we do not guess one: a result links to its
+#: series' course page or topic page, where the lecture is listed by its title.
+SERIES_PAGES = {
+    "MIT 18.06 Linear Algebra (Spring 2005)": "https://ocw.mit.edu/courses/18-06-linear-algebra-spring-2010/",
+    "MIT 18.06SC Linear Algebra (Fall 2011)": "https://ocw.mit.edu/courses/18-06sc-linear-algebra-fall-2011/",
+    "3Blue1Brown: Essence of Linear Algebra": "https://www.3blue1brown.com/topics/linear-algebra",
+    "3Blue1Brown: Differential Equations": "https://www.3blue1brown.com/topics/differential-equations",
+    "Khan Academy: Linear Algebra": "https://www.khanacademy.org/math/linear-algebra",
+    "MIT 18.065 Matrix Methods in Data Analysis, Signal Processing, and Machine Learning (Spring 2018)":
+        "https://ocw.mit.edu/courses/18-065-matrix-methods-in-data-analysis-signal-processing-and-machine-learning-spring-2018/",
+}

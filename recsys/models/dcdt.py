@@ -413,6 +413,30 @@ class DCDT(QueryVideoScorer):
     def full_sort_predict(self, batch: Batch) -> torch.Tensor:
         return self.score_towers(self.user_tower(batch), self.item_tower())
 
+    def contributions(self, query_vec: torch.Tensor) -> torch.Tensor:
+        """Each video's score for one query split by modality: ``[n_videos, 3]`` = (title, description, rest).
+
+        From the expansion in the module docstring: the title part is ``u1 q'.t' + u3 alpha_t q'.t'``
+        (``+ u4 q.t`` with the cosine skip), the description part ``u2 q'.d' + u3 alpha_d q'.d'``
+        (``+ u5 q.d``), the rest the query-only term plus the video prior. The three sum to the
+        score exactly, so a teacher sees what each field of the video contributed.
+        """
+        query_vec = torch.as_tensor(query_vec, dtype=torch.float32, device=self.fusion.weight.device).view(1, -1)
+        with torch.no_grad():
+            user, item = self.user_tower({"query": query_vec}), self.item_tower()
+            qh, kq, qprior, q = self._split_user(user)
+            th, dh, kt, kd, prior, t, d = self._split_item(item)
+            u = self._fusion_parts()[3]
+            qt, qd = (qh @ th.T)[0], (qh @ dh.T)[0]
+            alpha_t = torch.sigmoid((kq @ (kt - kd).T)[0] / math.sqrt(self.config.attn_dim))
+            title = u[0] * qt + u[2] * alpha_t * qt
+            desc = u[1] * qd + u[2] * (1 - alpha_t) * qd
+            if self.config.cosine_skip:
+                title = title + u[3] * (q @ t.T)[0]
+                desc = desc + u[4] * (q @ d.T)[0]
+            rest = qprior + prior
+        return torch.stack([title, desc, rest], dim=1)
+
     def explain(self, query_vec: torch.Tensor) -> torch.Tensor:
         """Attention on title vs description for one query: ``[n_videos, 2]`` = ``(alpha_t, alpha_d)``."""
         query_vec = torch.as_tensor(query_vec, dtype=torch.float32, device=self.fusion.weight.device).view(1, -1)

@@ -34,6 +34,28 @@ def model_choices() -> dict[str, str]:
     return {spec.name: spec.display_name for spec in registry.by_domain("videos")}
 
 
+#: what each model's score is, so nobody compares a BM25 score of 20 with a cosine of 0.7
+SCORE_KINDS = {"bm25": "BM25 score", "embedding": "cosine", "cf": "vote of similar queries",
+               "dcdt": "DCDT score", "single-tower": "single-tower score"}
+
+
+def score_kind(name: str) -> str:
+    return SCORE_KINDS.get(name, "score")
+
+
+def why_line(item: dict) -> str:
+    """One line saying why a result is there: DCDT's score by modality, and the training queries labelled with it."""
+    parts = []
+    why = item.get("why")
+    if why:
+        parts.append(f"why: title {why['title']:+.2f}, description {why['description']:+.2f}, "
+                     f"video prior {why['rest']:+.2f} (sum = score)")
+    pulled = item.get("pulled_by") or []
+    if pulled:
+        parts.append("answers similar training questions: " + " | ".join(f"\u201c{t}\u201d" for t in pulled))
+    return " · ".join(parts)
+
+
 def results_dir() -> Path:
     from recsys.videos.experiments import RESULTS_DIR
 
@@ -49,6 +71,29 @@ def result_tables() -> dict[str, pd.DataFrame]:
         if (folder / name).exists():
             tables[title] = pd.read_csv(folder / name)
     return tables
+
+
+def display_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """A results CSV for people: metric display names, "mean ± std" cells, no raw std columns, a dash for none."""
+    from recsys.eval.tables import format_cell
+    from recsys.eval.videos import METRIC_LABELS, METRICS
+
+    out = pd.DataFrame({"Model": frame["model"].astype(str)})
+    for metric in METRICS:
+        if metric not in frame:
+            continue
+        stds = frame.get(f"{metric}_std", pd.Series([None] * len(frame)))
+        out[METRIC_LABELS[metric]] = [
+            format_cell(None if pd.isna(m) else (float(m) if pd.isna(s) else (float(m), float(s))))
+            for m, s in zip(frame[metric], stds)]
+    if "seeds" in frame:
+        out["Seeds"] = ["–" if pd.isna(v) else str(int(v)) for v in frame["seeds"]]
+    return out
+
+
+def display_tables() -> dict[str, pd.DataFrame]:
+    """:func:`result_tables` formatted by :func:`display_table`."""
+    return {title: display_table(frame) for title, frame in result_tables().items()}
 
 
 # ---------------------------------------------------------------- explorer sources

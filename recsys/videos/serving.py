@@ -43,6 +43,23 @@ log = logging.getLogger(__name__)
 
 #: queries longer than this are cut (with a notice); MiniLM reads ~256 word pieces anyway
 MAX_QUERY_CHARS = 2000
+#: models whose score is a keyword match: a score of 0 means no query word occurs, so those rows are dropped
+KEYWORD_MODELS = frozenset({"bm25"})
+
+
+def first_sentence(text: str, limit: int = 160) -> str:
+    """The first sentence of a description (cut at ``limit`` characters with an ellipsis)."""
+    text = " ".join(str(text).split())
+    end = text.find(". ")
+    sentence = text if end < 0 else text[:end + 1]
+    return sentence if len(sentence) <= limit else sentence[:limit - 1].rstrip() + "…"
+
+
+def series_link(series: str) -> str | None:
+    """The official page of a video's series (no per-video URL is in the catalogue), or None."""
+    from recsys.data.videos import SERIES_PAGES
+
+    return SERIES_PAGES.get(series)
 
 
 def model_names() -> list[str]:
@@ -204,6 +221,7 @@ class VideoService:
         self.train_if_missing = train_if_missing
         self._bundles: dict[str, ModelBundle] = {}
         self._rows = self.data.catalog.to_dict("records")
+        self._index = {row["video_id"]: i for i, row in enumerate(self._rows)}
         # one page process serves many sessions: build items and models once
         self._lock = threading.RLock()
 
@@ -268,15 +286,24 @@ class VideoService:
             scores, ids = top_k(full_scores(model, vec, [text]), k)
             score_ms = (time.perf_counter() - start) * 1000
             results = [self._result(int(i), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
-            if explain and hasattr(model, "explain"):  # DCDT: attention on title vs description
-                alpha = model.explain(torch.from_numpy(vec[0])).numpy()
-                for record, i in zip(results, ids[0]):
-                    record["attention"] = {"title": float(alpha[i, 0]), "description": float(alpha[i, 1])}
+            hidden = 0
+            if name in KEYWORD_MODELS:  # a keyword score of 0: no query word in the video's text
+                hidden = sum(r["score"] <= 0 for r in results)
+                results = [r for r in results if r["score"] > 0]
+            if explain and hasattr(model, "contributions"):  # DCDT: the score split by modality
+                parts = model.contributions(torch.from_numpy(vec[0])).cpu().numpy()
+                for record in results:
+                    row = parts[self._index[record["video_id"]]]
+                    record["why"] = {"title": float(row[0]), "description": float(row[1]), "rest": float(row[2])}
             out["results"][name] = {"query": text, "model": name, "results": results,
                                     "latency_ms": embed_ms + score_ms, "score_ms": score_ms,
-                                    "source": bundle.sources.get(name, "")}
+                                    "source": bundle.sources.get(name, ""), "hidden_no_match": hidden}
         if explain:
-            out["neighbours"] = self.neighbours(vec[0])
+            near = self.neighbours(vec[0], n=30)
+            out["neighbours"] = near[:3]
+            for record in out["results"].values():  # the close training queries labelled with each result
+                for result in record["results"]:
+                    result["pulled_by"] = [n["text"] for n in near if result["video_id"] in n["relevant"]][:2]
         return out
 
     def recommend(self, query: Any, model: str = "dcdt", k: int = 10) -> dict[str, Any]:
@@ -286,6 +313,8 @@ class VideoService:
         record = dict(many["results"][check_model(model).name])
         record.pop("source", None)
         record.pop("score_ms", None)
+        if not record.get("hidden_no_match"):  # present only when BM25 dropped videos without a keyword match
+            record.pop("hidden_no_match", None)
         record["truncated"] = many["truncated"]
         if many["truncated"]:
             record["original_chars"] = many["original_chars"]
@@ -294,7 +323,8 @@ class VideoService:
     def _result(self, index: int, score: float) -> dict[str, Any]:
         row = self._rows[index]
         return {"video_id": row["video_id"], "title": row["title"], "series": row["series"],
-                "level": row["level"], "topics": list(row["topics"]), "score": round(score, 6)}
+                "level": row["level"], "topics": list(row["topics"]), "score": round(score, 6),
+                "summary": first_sentence(row.get("description", "")), "link": series_link(row["series"])}
 
     def neighbours(self, query_vec: np.ndarray, n: int = 3) -> list[dict[str, Any]]:
         """The ``n`` training queries closest to ``query_vec`` (cosine), with the videos they were labelled with."""

@@ -146,7 +146,7 @@ def ask(page, server, question: str) -> None:
     open_page(page, server, "ask")
     box = page.get_by_label("Your question")
     box.fill(question)
-    box.press("Control+Enter")
+    box.press("Enter")  # Enter submits (a text input, not a text area)
     page.get_by_text(re.compile("query embedded in")).wait_for(timeout=SLOW)
     wait_idle(page)
 
@@ -157,7 +157,12 @@ def test_ask_returns_videos(page, server, screenshots):
     no_exception(page)
     results = page.locator("strong").filter(has_text=re.compile(r"^1\. "))
     assert results.count() >= 1
-    assert "eigen" in page.locator('[data-testid="stMain"]').inner_text().lower()
+    main = page.locator('[data-testid="stMain"]').inner_text()
+    assert "eigen" in main.lower()
+    assert "why: title" in main and "DCDT score" in main  # the score split by modality, labelled by kind
+    # each result links to its series' official page (the catalogue has no per-video URL)
+    links = page.locator('[data-testid="stMain"] a', has_text="Watch")
+    assert links.count() >= 1 and links.first.get_attribute("href").startswith("https://")
     shoot(page, screenshots, "ask-results")
 
 
