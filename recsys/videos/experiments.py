@@ -36,7 +36,6 @@ ABLATIONS = [
     ("DCDT, paper's fusion only (no cosine skip)", "dcdt", {"cosine_skip": False}),
     ("DCDT, random negatives", "dcdt", {"dynamic_negatives": False}),
     ("DCDT, eq. 7 contrastive loss (m = 1)", "dcdt", {"loss": "contrastive", "margin": 1.0}),
-    ("DCDT, margin ranking loss", "dcdt", {"loss": "margin", "margin": 0.5}),
     ("DCDT, InfoNCE loss", "dcdt", {"loss": "infonce"}),
     ("DCDT, + orthogonality term (0.1)", "dcdt", {"orthogonality": 0.1}),
     ("DCDT, untied initialisation", "dcdt", {"tied_init": False}),
