@@ -74,7 +74,28 @@ def _bench(service, models, k, split, repeats, progress) -> dict[str, Any]:
         rows[name] = {"end_to_end": _percentiles(total), "scoring": _percentiles(scoring), "n": len(total)}
     return {"models": rows, "n_queries": len(texts), "n_videos": bundle.items.n_videos,
             "embedder": bundle.items.embedder_name, "embedding_cache": "off" if uncached else "on",
-            "torch_threads": torch.get_num_threads(), "paper_claim_ms": video_eval.PAPER_LATENCY_MS}
+            "torch_threads": torch.get_num_threads(), "paper_claim_ms": video_eval.PAPER_LATENCY_MS,
+            "encoders": _bench_encoders(fresh, texts, repeats) if uncached else {}}
+
+
+def _bench_encoders(torch_embedder, texts, repeats) -> dict[str, Any]:
+    """One query encoded by the torch MiniLM and by the numpy port of the same weights, interleaved.
+
+    Interleaving query by query exposes both to the same load on a shared machine; the
+    ratio (numpy / torch) is the number to read.
+    """
+    from recsys.embed.numpy_bert import NumpyMiniLM
+
+    port = NumpyMiniLM(torch_embedder.model_dir)
+    port.encode([texts[0]])
+    times: dict[str, list[float]] = {"torch": [], "numpy": []}
+    for _ in range(repeats):
+        for text in texts:
+            for name, encode in (("torch", torch_embedder.encode), ("numpy", port.encode)):
+                t0 = time.perf_counter()
+                encode([text])
+                times[name].append((time.perf_counter() - t0) * 1000)
+    return {name: _percentiles(values) for name, values in times.items()}
 
 
 def render_bench(report: dict[str, Any]) -> str:
@@ -91,4 +112,12 @@ def render_bench(report: dict[str, Any]) -> str:
         ok = f"{'yes' if e['p50_ms'] < claim else 'no'} / {'yes' if e['p99_ms'] < claim else 'no'}"
         lines.append(f"| {display_name(name)} | {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | "
                      f"{s['p50_ms']:.3f} | {s['p99_ms']:.3f} | {ok} |")
+    encoders = report.get("encoders") or {}
+    if encoders:
+        base = encoders["torch"]
+        lines += ["", "Query encoder alone (MiniLM, same weights, interleaved query by query; ratio = numpy / torch):", "",
+                  "| Encoder | p50 (ms) | p99 (ms) | p50 ratio | p99 ratio |", "|---|---|---|---|---|"]
+        for name, row in encoders.items():
+            lines.append(f"| {name} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
+                         f"{row['p50_ms'] / base['p50_ms']:.2f} | {row['p99_ms'] / base['p99_ms']:.2f} |")
     return "\n".join(lines)
