@@ -78,7 +78,9 @@ def test_ask_page_with_the_real_service(service, monkeypatch):
     monkeypatch.setattr(serving, "make_service", lambda backend="auto", api_key=None: service)
     st.cache_resource.clear()
     app = AppTest.from_file(str(ROOT / "app_pages" / "ask.py"), default_timeout=300).run()
-    app.text_area(key="ask_query").input("least squares line fitting").run()
+    app.text_input(key="ask_query").input("least squares line fitting").run()
     assert not app.exception and not app.error
     assert any("least squares" in m.value.lower() for m in app.markdown)
+    # real catalogue: each result links to its series' official page and carries a one-line description
+    assert any("[Watch: the series' course page](https://" in m.value for m in app.markdown)
     st.cache_resource.clear()
