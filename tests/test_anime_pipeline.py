@@ -42,7 +42,7 @@ def tiny():
 
 
 def test_every_registered_anime_model_is_served():
-    assert METHODS == [s.name for s in registry.by_domain("anime")] and len(METHODS) == 9
+    assert METHODS == [s.name for s in registry.by_domain("anime")] and len(METHODS) == 10
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -371,3 +371,4 @@ def test_history_file_ids_above_2_31_are_refused_with_their_line(tiny, tmp_path)
     good.write_text("user_id,anime_id,rating\n1,10,8\n1,30,-1\n")
     frame = anime_cli.read_history_file(good)
     assert frame["anime_id"].tolist() == [10, 30] and frame["anime_id"].dtype == np.int64
+
