@@ -147,6 +147,11 @@ ANIME_MODELS: tuple[ModelSpec, ...] = (
               "stronger two tower (ours; Yi et al., RecSys 2019 for logQ)",
               "recsys.models.implicit_two_tower:ImplicitTwoTowerConfig", "recsys.models.implicit_two_tower:ImplicitTwoTower",
               "user tower over the watch history, in-batch softmax with logQ correction", aliases=("implicit",)),
+    ModelSpec("anime-two-tower-dlae", "Two-tower, denoising linear (closed form)", "anime", "fitted", "ours",
+              "stronger two tower (ours; Steck, NeurIPS 2020, DLAE at low rank)",
+              "recsys.models.dlae_two_tower:DLAETwoTowerConfig", "recsys.models.dlae_two_tower:DLAETwoTower",
+              "linear user tower over the history, item table, inner product; dropout-penalised ridge",
+              aliases=("dlae",)),
 )
 
 # ---------------------------------------------------------------- sequential (CL-EPIDTN paper)

@@ -42,7 +42,7 @@ def tiny():
 
 
 def test_every_registered_anime_model_is_served():
-    assert METHODS == [s.name for s in registry.by_domain("anime")] and len(METHODS) == 10
+    assert METHODS == [s.name for s in registry.by_domain("anime")] and len(METHODS) == 11
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -372,3 +372,13 @@ def test_history_file_ids_above_2_31_are_refused_with_their_line(tiny, tmp_path)
     frame = anime_cli.read_history_file(good)
     assert frame["anime_id"].tolist() == [10, 30] and frame["anime_id"].dtype == np.int64
 
+
+def test_welch_ttest_against_ease():
+    from recsys.anime.experiments import ttests
+
+    raw = pd.DataFrame({"protocol": "unseen", "method": ["anime-ease"] * 3 + ["anime-two-tower-dlae"] * 3,
+                        "seed": [0, 1, 2] * 2, "ndcg@10": [0.4, 0.5, 0.6, 0.5, 0.6, 0.7]})
+    row = ttests(raw).iloc[0]
+    # difference 0.1; both variances 0.01 -> t = 0.1 / sqrt(0.01 / 3 + 0.01 / 3) = 1.2247, Welch df = 4
+    assert row["method"] == "anime-two-tower-dlae" and row["difference"] == pytest.approx(0.1)
+    assert row["t"] == pytest.approx(1.2247, abs=1e-4) and row["p (Welch)"] == pytest.approx(0.2879, abs=1e-4)
