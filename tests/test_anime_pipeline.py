@@ -382,3 +382,13 @@ def test_welch_ttest_against_ease():
     # difference 0.1; both variances 0.01 -> t = 0.1 / sqrt(0.01 / 3 + 0.01 / 3) = 1.2247, Welch df = 4
     assert row["method"] == "anime-two-tower-dlae" and row["difference"] == pytest.approx(0.1)
     assert row["t"] == pytest.approx(1.2247, abs=1e-4) and row["p (Welch)"] == pytest.approx(0.2879, abs=1e-4)
+
+
+def test_cli_serves_fast_methods_without_training_the_bundle(tiny, monkeypatch, tmp_path):
+    import argparse
+
+    monkeypatch.setattr(serving, "bundle_path", lambda settings: tmp_path / "missing.safetensors")
+    monkeypatch.setattr(serving, "quick_recommender", lambda settings: tiny)
+    monkeypatch.setattr(serving, "get_recommender", lambda *a, **k: pytest.fail("must not train the whole bundle"))
+    assert anime_cli.cli_recommender(argparse.Namespace(method="itemknn")) is tiny
+    assert anime_cli.cli_recommender(argparse.Namespace(method="popular")) is tiny
