@@ -15,8 +15,9 @@ from recsys.paths import DataNotFoundError
 
 st.title("🎬 Anime recommender")
 st.caption(
-    "Two-tower models of the anime paper (MSE on ratings; weighted-average, K-means and GMM retrieval for "
-    "unseen users) beside an implicit two-tower, EASE, item-kNN and popularity. Watched anime are never recommended."
+    "Two-tower models of the anime paper (MSE on ratings; weighted-average nearest anime, K-means and GMM retrieval "
+    "for unseen users) beside our denoising two-tower, an implicit two-tower, EASE, item-kNN and popularity. "
+    "Watched anime are never recommended."
 )
 
 
