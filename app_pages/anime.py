@@ -6,6 +6,7 @@ UI only: the models are served by :mod:`recsys.anime.serving`; tables and picker
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from recsys.anime import page as helpers
@@ -71,11 +72,10 @@ def show_recommendations(histories, key: str) -> dict:
                 if fallback:
                     st.markdown(":orange-badge[fallback]")
                     st.caption(fallback)
-                st.dataframe(table[["name", "score", "genre"]], hide_index=True, width="stretch",
-                             column_config={"name": st.column_config.TextColumn("anime", width="medium"),
-                                            "score": st.column_config.NumberColumn("score", format="%.3f",
-                                                                                   width="small"),
-                                            "genre": st.column_config.TextColumn("genre", width="large")})
+                # a static table wraps long titles and genre lists instead of cutting them
+                st.table(table[["name", "score", "genre"]].assign(
+                    score=table["score"].map(lambda v: "" if v is None or pd.isna(v) else f"{v:.3f}")),
+                    hide_index=True)
                 st.caption(f"{latency:.1f} ms")
     return shown
 

@@ -37,7 +37,8 @@ def app(tiny_bundle, monkeypatch):
 
 
 def _tables(at):
-    return [df.value for df in at.dataframe]
+    """The history (an interactive dataframe) followed by each method's list (static tables)."""
+    return [df.value for df in at.dataframe] + [t.value for t in at.table]
 
 
 def test_page_renders_and_shows_a_users_recommendations(app, tiny_bundle):
