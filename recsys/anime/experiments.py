@@ -87,7 +87,8 @@ def training_row(recommender: AnimeRecommender) -> dict[str, Any]:
     seconds = recommender.train_info.get("seconds", {})
     return {"seed": recommender.settings.seed, "elbow_k": recommender.elbow.get("best_k"),
             "mse_seconds": seconds.get("anime-two-tower"), "implicit_seconds": seconds.get("anime-two-tower-implicit"),
-            "ease_seconds": seconds.get("anime-ease"), "elbow_seconds": seconds.get("elbow"),
+            "ease_seconds": seconds.get("anime-ease"), "dlae_seconds": seconds.get("anime-two-tower-dlae"),
+            "elbow_seconds": seconds.get("elbow"),
             "device": recommender.train_info.get("device")}
 
 
