@@ -361,11 +361,12 @@ def page_recommender_now() -> tuple[AnimeRecommender, bool]:
             log.exception("building the anime models failed")
             _BUILD["error"] = error
 
+    quick = quick_recommender()  # first, so the first personal list does not wait on the training thread
     if thread is None:
         thread = threading.Thread(target=build_in_background, name="anime-bundle", daemon=True)
         _BUILD["thread"] = thread
         thread.start()
-    return quick_recommender(), False
+    return quick, False
 
 
 def bundle_exists(settings: AnimeSettings | None = None) -> bool:
