@@ -392,3 +392,25 @@ def test_cli_serves_fast_methods_without_training_the_bundle(tiny, monkeypatch, 
     monkeypatch.setattr(serving, "get_recommender", lambda *a, **k: pytest.fail("must not train the whole bundle"))
     assert anime_cli.cli_recommender(argparse.Namespace(method="itemknn")) is tiny
     assert anime_cli.cli_recommender(argparse.Namespace(method="popular")) is tiny
+
+
+def test_page_serves_the_quick_bundle_while_the_full_one_builds_in_a_thread(monkeypatch):
+    import threading
+
+    release = threading.Event()
+
+    def full():
+        release.wait(10)
+        return "full"
+
+    monkeypatch.setattr(serving, "_BUILD", {})
+    monkeypatch.setattr(serving, "_SERVED", {})
+    monkeypatch.setattr(serving, "bundle_exists", lambda settings=None: False)
+    monkeypatch.setattr(serving, "quick_recommender", lambda settings=None: "quick")
+    monkeypatch.setattr(serving, "page_recommender", full)
+    assert serving.page_recommender_now() == ("quick", False)  # building: the quick bundle at once
+    assert serving.page_recommender_now() == ("quick", False)  # still building: no second thread
+    thread = serving._BUILD["thread"]
+    release.set()
+    thread.join(10)
+    assert serving.page_recommender_now() == ("full", True)
