@@ -45,7 +45,8 @@ if not complete:
 split = recommender.split
 LABELS = {name: label for name, label in helpers.page_methods().items() if name in recommender.models}
 DEFAULTS = [m for m in helpers.DEFAULT_PAGE_METHODS if m in LABELS]
-st.caption(f"Serving: {helpers.served_note(recommender)}")
+if complete:
+    st.caption(f"Serving: {helpers.served_note(recommender)}")
 for refused in recommender.train_info.get("refused", []):
     st.warning("A studio checkpoint was refused; the cached model is served instead.")
     st.text(refused)  # a file path and a reason: plain text, never Markdown
@@ -124,7 +125,7 @@ with tab_new:
     query = st.text_input("Search anime", key="new-query")
     found = helpers.search_anime(recommender, query, limit=200)
     # the picks stay among the options whatever the search shows, so a new search never drops them
-    picked = [a for a in st.session_state.get("new-chosen", [])]
+    picked = list(st.session_state.get("new-chosen", []))
     names = helpers.anime_names(recommender, picked) | dict(zip(found["anime_id"], found["name"], strict=True))
     options = picked + [a for a in found["anime_id"].tolist() if a not in picked]
     chosen = st.multiselect("Anime you watched", options, format_func=lambda a: names.get(a, str(a)),
