@@ -6,6 +6,7 @@ UI only: the models are served by :mod:`recsys.anime.serving`; tables and picker
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from recsys.anime import page as helpers
@@ -15,22 +16,37 @@ from recsys.paths import DataNotFoundError
 
 st.title("🎬 Anime recommender")
 st.caption(
-    "Two-tower models of the anime paper (MSE on ratings; weighted-average, K-means and GMM retrieval for "
-    "unseen users) beside an implicit two-tower, EASE, item-kNN and popularity. Watched anime are never recommended."
+    "Two-tower models of the anime paper (MSE on ratings; weighted-average nearest anime, K-means and GMM retrieval "
+    "for unseen users) beside our denoising two-tower, an implicit two-tower, EASE, item-kNN and popularity. "
+    "Watched anime are never recommended."
 )
 
 
 try:
-    # cached in-process by serving (shared with the explorer, refreshed when the studio serves a new run)
-    with st.spinner("Loading the anime models (the first run trains them, a few minutes)…"):
-        recommender = serving.page_recommender()
+    # the full bundle when trained (cached in-process by serving, shared with the explorer); on a first
+    # visit it trains in a background thread and item-kNN / popularity are served at once meanwhile
+    with st.spinner("Loading the anime data…"):
+        recommender, complete = serving.page_recommender_now()
 except DataNotFoundError as error:
     st.error(f"The anime dataset is missing.\n\n{error}")
     st.stop()
 
+if not complete:
+    st.info("First visit: the two-tower models and EASE are training in the background (about a minute or "
+            "two). Item-kNN and popularity are served meanwhile; the page adds the others when they are ready.")
+
+    @st.fragment(run_every=5)
+    def _wait_for_models():
+        if serving.page_recommender_now()[1]:
+            st.rerun(scope="app")
+
+    _wait_for_models()
+
 split = recommender.split
-LABELS = helpers.page_methods()
-st.caption(f"Serving: {helpers.served_note(recommender)}")
+LABELS = {name: label for name, label in helpers.page_methods().items() if name in recommender.models}
+DEFAULTS = [m for m in helpers.DEFAULT_PAGE_METHODS if m in LABELS]
+if complete:
+    st.caption(f"Serving: {helpers.served_note(recommender)}")
 for refused in recommender.train_info.get("refused", []):
     st.warning("A studio checkpoint was refused; the cached model is served instead.")
     st.text(refused)  # a file path and a reason: plain text, never Markdown
@@ -38,16 +54,17 @@ for refused in recommender.train_info.get("refused", []):
 
 def show_recommendations(histories, key: str) -> dict:
     """Side-by-side columns, one per chosen method; returns {method: (table, fallback)}."""
-    methods = st.multiselect("Methods", list(LABELS), default=list(helpers.DEFAULT_PAGE_METHODS),
-                             format_func=lambda m: LABELS[m], key=f"{key}-methods")
+    methods = st.multiselect("Methods", list(LABELS), default=DEFAULTS, format_func=lambda m: LABELS[m],
+                             key=f"{key}-methods" + ("" if complete else "-quick"), select_all=False)
     k = st.slider("How many recommendations", 5, 20, 10, key=f"{key}-k")
     shown = {}
     if not methods:
         st.info("Pick at least one method.")
         return shown
-    for start in range(0, len(methods), 4):
-        columns = st.columns(min(4, len(methods) - start))
-        for column, method in zip(columns, methods[start: start + 4]):
+    per_row = 2  # two lists side by side: wide enough for the title, the score and every genre
+    for start in range(0, len(methods), per_row):
+        columns = st.columns(per_row)
+        for column, method in zip(columns, methods[start: start + per_row]):
             table, fallback, latency = helpers.recommend_table(recommender, method, histories, k)
             shown[method] = (table, fallback)
             with column:
@@ -56,7 +73,10 @@ def show_recommendations(histories, key: str) -> dict:
                 if fallback:
                     st.markdown(":orange-badge[fallback]")
                     st.caption(fallback)
-                st.dataframe(table[["name", "genre", "score"]], hide_index=True)
+                # a static table wraps long titles and genre lists instead of cutting them
+                st.table(table[["name", "score", "genre"]].assign(
+                    score=table["score"].map(lambda v: "" if v is None or pd.isna(v) else f"{v:.3f}")),
+                    hide_index=True)
                 st.caption(f"{latency:.1f} ms")
     return shown
 
@@ -87,9 +107,7 @@ with tab_user:
         options = [int(u) for u in split.user_ids]
     else:
         options = [int(u) for u in sorted(split.unseen["user_id"].unique())]
-    picked = st.selectbox("User (type to search)", options, index=0, key="user-pick")
-    typed = st.number_input("…or type any user_id", min_value=0, value=0, step=1, key="user-typed")
-    user_id = int(typed) if typed else int(picked)
+    user_id = int(st.selectbox("User id (type to search)", options, index=0, key="user-pick"))
     try:
         histories, table, user_kind = helpers.dataset_user(recommender, user_id)
     except KeyError as error:
@@ -106,9 +124,12 @@ with tab_new:
     st.write("Search anime you have watched, rate them, and the recommendations follow.")
     query = st.text_input("Search anime", key="new-query")
     found = helpers.search_anime(recommender, query, limit=200)
-    names = dict(zip(found["anime_id"], found["name"], strict=True))
-    chosen = st.multiselect("Anime you watched", list(names), format_func=lambda a: names.get(a, str(a)),
-                            key="new-chosen")
+    # the picks stay among the options whatever the search shows, so a new search never drops them
+    picked = list(st.session_state.get("new-chosen", []))
+    names = helpers.anime_names(recommender, picked) | dict(zip(found["anime_id"], found["name"], strict=True))
+    options = picked + [a for a in found["anime_id"].tolist() if a not in picked]
+    chosen = st.multiselect("Anime you watched", options, format_func=lambda a: names.get(a, str(a)),
+                            key="new-chosen", select_all=False)
     ratings = {}
     for anime_id in chosen:
         ratings[anime_id] = st.slider(names.get(anime_id, str(anime_id)), 1, 10, 8, key=f"new-rate-{anime_id}")

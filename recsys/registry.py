@@ -117,7 +117,13 @@ ANIME_MODELS: tuple[ModelSpec, ...] = (
               "the paper's two tower: 32 factors, MSE on ratings; seen users by predicted rating", aliases=("model",)),
     ModelSpec("anime-weighted", "Weighted average of item vectors", "anime", "fitted", "two-towers", "Sec. 5.2.1",
               "recsys.models.anime_retrieval:WeightedAverageConfig", "recsys.models.anime_retrieval:WeightedAverage",
-              "unseen users: rating-weighted mean of their items' vectors, nearest items", aliases=("weighted",)),
+              "unseen users: rating-weighted mean of their items' vectors, nearest items by Euclidean distance",
+              aliases=("weighted",), options={"metric": "l2"}),
+    ModelSpec("anime-weighted-ip", "Weighted average, inner product", "anime", "fitted", "ours",
+              "variant of Sec. 5.2.1 (ours)", "recsys.models.anime_retrieval:WeightedAverageConfig",
+              "recsys.models.anime_retrieval:WeightedAverage",
+              "the weighted-average vector scored by inner product instead of distance (norm-biased)",
+              aliases=("weighted-ip",), options={"metric": "ip"}),
     ModelSpec("anime-kmeans", "K-means nearest cluster", "anime", "fitted", "two-towers", "Sec. 5.2.2",
               "recsys.models.anime_retrieval:ClusterRetrievalConfig", "recsys.models.anime_retrieval:ClusterRetrieval",
               "most popular items of the nearest K-means cluster", aliases=("kmeans",),
@@ -141,6 +147,11 @@ ANIME_MODELS: tuple[ModelSpec, ...] = (
               "stronger two tower (ours; Yi et al., RecSys 2019 for logQ)",
               "recsys.models.implicit_two_tower:ImplicitTwoTowerConfig", "recsys.models.implicit_two_tower:ImplicitTwoTower",
               "user tower over the watch history, in-batch softmax with logQ correction", aliases=("implicit",)),
+    ModelSpec("anime-two-tower-dlae", "Two-tower, denoising linear (closed form)", "anime", "fitted", "ours",
+              "stronger two tower (ours; Steck, NeurIPS 2020, DLAE at low rank)",
+              "recsys.models.dlae_two_tower:DLAETwoTowerConfig", "recsys.models.dlae_two_tower:DLAETwoTower",
+              "linear user tower over the history, item table, inner product; dropout-penalised ridge",
+              aliases=("dlae",)),
 )
 
 # ---------------------------------------------------------------- sequential (CL-EPIDTN paper)

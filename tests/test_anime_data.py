@@ -108,3 +108,20 @@ def test_split_indices_are_contiguous():
     assert split.n_users == 2 and sorted(split.train["user"].unique()) == [0, 1]
     assert split.item_index([30, 99]).tolist() == [2, -1]
     assert np.isin(split.unseen["item"], [0, 1, 2]).all()
+
+
+def test_fullsize_generator_keeps_the_samples_shape():
+    import numpy as np
+    import pandas as pd
+
+    from recsys.anime.fullsize import generate
+
+    # 3 sample users with 2, 3 and 5 rows over anime 1..5; ratings 8 (x6), -1 (x2), 10 (x2)
+    sample = pd.DataFrame({"user_id": [1, 1, 2, 2, 2, 3, 3, 3, 3, 3],
+                           "anime_id": [1, 2, 1, 2, 3, 1, 2, 3, 4, 5],
+                           "rating": [8, 8, 8, 8, -1, 8, 8, -1, 10, 10]})
+    frame = generate(sample, np.arange(1, 21), n_users=50, rows=200, seed=0)
+    assert frame["user_id"].nunique() == 50 and not frame.duplicated(["user_id", "anime_id"]).any()
+    assert 150 <= len(frame) <= 200  # lengths rescaled to 200 in total (a few lost to de-duplication)
+    assert set(frame["rating"]) <= {8, -1, 10} and set(frame["anime_id"]) <= set(range(1, 21))
+    assert frame.equals(generate(sample, np.arange(1, 21), n_users=50, rows=200, seed=0))  # seeded

@@ -13,7 +13,7 @@ import torch
 from recsys.anime.prep import AnimeData
 from recsys.eval.anime import score_rankings, unseen_protocol
 from recsys.models.anime_retrieval import (ClusterRetrieval, ClusterRetrievalConfig, WeightedAverage,
-                                           weighted_average_vectors)
+                                           WeightedAverageConfig, weighted_average_vectors)
 from recsys.models.ease import EASE, EASEConfig, ease_weights
 from recsys.models.implicit_two_tower import ImplicitTwoTower, ImplicitTwoTowerConfig, in_batch_log_q
 from recsys.models.itemknn import ItemKNN, ItemKNNConfig, cosine_topk
@@ -119,13 +119,29 @@ def test_elbow_rule_on_synthetic_curve():
     assert elbow_point(ks, values) == 2
 
 
-def test_weighted_average_model_scores_by_inner_product_with_the_user_vector():
+def test_weighted_average_model_ranks_by_distance_and_inner_product_variant():
     data = AnimeData(3, 3, X).with_item_vectors(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
-    model = WeightedAverage(None, data).fit(data)
-    # ratings (8, 2, watched): user vector [0.8, 0.2]; scores = [0.8, 0.2, 1.0]
-    np.testing.assert_allclose(model.full_sort_predict(history([[8, 2, -1]])), [[0.8, 0.2, 1.0]], atol=1e-6)
+    ip = WeightedAverage(WeightedAverageConfig(metric="ip"), data).fit(data)
+    # ratings (8, 2, watched): user vector [0.8, 0.2]; inner products = [0.8, 0.2, 1.0]
+    np.testing.assert_allclose(ip.full_sort_predict(history([[8, 2, -1]])), [[0.8, 0.2, 1.0]], atol=1e-6)
+    l2 = WeightedAverage(None, data).fit(data)  # the paper's default: nearest by Euclidean distance
+    # -|u - q|^2: item 0 (.2^2 + .2^2 = .08), item 1 (.8^2 + .8^2 = 1.28), item 2 (.2^2 + .8^2 = .68)
+    np.testing.assert_allclose(l2.full_sort_predict(history([[8, 2, -1]])), [[-0.08, -1.28, -0.68]], atol=1e-6)
+    # the long vector [1, 1] wins by inner product but is second by distance
     with pytest.raises(ValueError, match="item vectors"):
         WeightedAverage(None, DATA).fit(DATA)
+    with pytest.raises(ValueError, match="metric"):
+        WeightedAverage(WeightedAverageConfig(metric="cosine"), data)
+
+
+def test_faiss_l2_index_matches_the_weighted_average_model():
+    items = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], np.float32)
+    # query [0.8, 0.2]: squared distances .08, 1.28, .68 -> items 0, 2, 1
+    scores, ids = ItemIndex(items, metric="l2").search(np.array([[0.8, 0.2]]), k=3)
+    assert ids.tolist() == [[0, 2, 1]]
+    np.testing.assert_allclose(scores, [[-0.08, -0.68, -1.28]], atol=1e-6)
+    with pytest.raises(ValueError, match="metric"):
+        ItemIndex(items, kind="hnsw", metric="l2")
 
 
 def test_cluster_retrieval_model_orders_nearest_cluster_by_popularity_then_the_next():
@@ -175,6 +191,16 @@ def test_two_tower_relu_and_mse():
     assert model.full_sort_predict({"user": torch.tensor([0])}).tolist() == [[5.0, 3.0]]
     with pytest.raises(ValueError, match="trained users only"):
         model.full_sort_predict({"user": torch.tensor([-1])})  # serving answers these rows another way
+
+
+def test_two_tower_paper_initialisation_is_uniform_integers_1_to_20():
+    torch.manual_seed(0)
+    model = TwoTowerRating(TwoTowerConfig(factors=4, init="paper"), AnimeData(50, 60, sp.csr_matrix((50, 60))))
+    weights = torch.cat([model.user_embedding.weight.flatten(), model.item_embedding.weight.flatten()])
+    assert torch.equal(weights, weights.round()) and weights.min() >= 1 and weights.max() <= 20
+    assert len(weights.unique()) == 20  # 440 draws cover all 20 values
+    with pytest.raises(ValueError, match="init"):
+        TwoTowerRating(TwoTowerConfig(init="keras"), AnimeData(2, 2, sp.csr_matrix((2, 2))))
 
 
 def test_bias_baseline_and_rmse():

@@ -42,7 +42,7 @@ def tiny():
 
 
 def test_every_registered_anime_model_is_served():
-    assert METHODS == [s.name for s in registry.by_domain("anime")] and len(METHODS) == 9
+    assert METHODS == [s.name for s in registry.by_domain("anime")] and len(METHODS) == 11
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -371,3 +371,46 @@ def test_history_file_ids_above_2_31_are_refused_with_their_line(tiny, tmp_path)
     good.write_text("user_id,anime_id,rating\n1,10,8\n1,30,-1\n")
     frame = anime_cli.read_history_file(good)
     assert frame["anime_id"].tolist() == [10, 30] and frame["anime_id"].dtype == np.int64
+
+
+def test_welch_ttest_against_ease():
+    from recsys.anime.experiments import ttests
+
+    raw = pd.DataFrame({"protocol": "unseen", "method": ["anime-ease"] * 3 + ["anime-two-tower-dlae"] * 3,
+                        "seed": [0, 1, 2] * 2, "ndcg@10": [0.4, 0.5, 0.6, 0.5, 0.6, 0.7]})
+    row = ttests(raw).iloc[0]
+    # difference 0.1; both variances 0.01 -> t = 0.1 / sqrt(0.01 / 3 + 0.01 / 3) = 1.2247, Welch df = 4
+    assert row["method"] == "anime-two-tower-dlae" and row["difference"] == pytest.approx(0.1)
+    assert row["t"] == pytest.approx(1.2247, abs=1e-4) and row["p (Welch)"] == pytest.approx(0.2879, abs=1e-4)
+
+
+def test_cli_serves_fast_methods_without_training_the_bundle(tiny, monkeypatch, tmp_path):
+    import argparse
+
+    monkeypatch.setattr(serving, "bundle_path", lambda settings: tmp_path / "missing.safetensors")
+    monkeypatch.setattr(serving, "quick_recommender", lambda settings: tiny)
+    monkeypatch.setattr(serving, "get_recommender", lambda *a, **k: pytest.fail("must not train the whole bundle"))
+    assert anime_cli.cli_recommender(argparse.Namespace(method="itemknn")) is tiny
+    assert anime_cli.cli_recommender(argparse.Namespace(method="popular")) is tiny
+
+
+def test_page_serves_the_quick_bundle_while_the_full_one_builds_in_a_thread(monkeypatch):
+    import threading
+
+    release = threading.Event()
+
+    def full():
+        release.wait(10)
+        return "full"
+
+    monkeypatch.setattr(serving, "_BUILD", {})
+    monkeypatch.setattr(serving, "_SERVED", {})
+    monkeypatch.setattr(serving, "bundle_exists", lambda settings=None: False)
+    monkeypatch.setattr(serving, "quick_recommender", lambda settings=None: "quick")
+    monkeypatch.setattr(serving, "page_recommender", full)
+    assert serving.page_recommender_now() == ("quick", False)  # building: the quick bundle at once
+    assert serving.page_recommender_now() == ("quick", False)  # still building: no second thread
+    thread = serving._BUILD["thread"]
+    release.set()
+    thread.join(10)
+    assert serving.page_recommender_now() == ("full", True)

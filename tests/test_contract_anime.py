@@ -40,8 +40,8 @@ def batch() -> dict:
 
 
 def test_every_anime_method_is_registered():
-    assert {s.aliases[0] for s in SPECS} == {"model", "weighted", "kmeans", "gmm", "popular", "popular-count",
-                                             "itemknn", "ease", "implicit"}
+    assert {s.aliases[0] for s in SPECS} == {"model", "weighted", "weighted-ip", "kmeans", "gmm", "popular",
+                                             "popular-count", "itemknn", "ease", "implicit", "dlae"}
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)

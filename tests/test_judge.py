@@ -123,3 +123,16 @@ def test_server_error_echoing_the_key_is_redacted(monkeypatch, caplog):
     assert not result.is_llm and "LLM call failed" in result.error and "[redacted key]" in result.error
     for text in (result.error, caplog.text):
         assert "my-secret-key-42" not in text and "sk-otherKEY123456" not in text
+
+
+def test_parses_the_papers_figure_2_reply():
+    # the Two Towers paper's Fig. 2 (user 66004): Markdown-bold "Title - 8/10:" lines, mean (8 + 7 + 6) / 3 = 7
+    reply = ("Rating and explanation:\n"
+             " 1. **Kure-nai - 8/10:** Kure-nai offers a mix of action, drama, and character development.\n"
+             " 2. **Tetsuwan Birdy Decode - 7/10:** Tetsuwan Birdy Decode combines sci-fi elements with action.\n"
+             " 3. **Nyan Koi! - 6/10:** Nyan Koi! is a lighter, comedy-focused anime.\n"
+             "Average rating: 7/10")
+    parsed = parse_judge_reply(reply, 3)
+    assert [score for score, _ in parsed] == [8.0, 7.0, 6.0]
+    assert parsed[0][1] == "Kure-nai offers a mix of action, drama, and character development"
+    assert sum(score for score, _ in parsed) / 3 == 7.0

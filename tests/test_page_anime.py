@@ -27,7 +27,7 @@ def tiny_bundle():
 
 @pytest.fixture()
 def app(tiny_bundle, monkeypatch):
-    monkeypatch.setattr(serving, "page_recommender", lambda: tiny_bundle)
+    monkeypatch.setattr(serving, "page_recommender_now", lambda: (tiny_bundle, True))
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     st.cache_resource.clear()
     at = AppTest.from_file(PAGE, default_timeout=60)
@@ -37,7 +37,8 @@ def app(tiny_bundle, monkeypatch):
 
 
 def _tables(at):
-    return [df.value for df in at.dataframe]
+    """The history (an interactive dataframe) followed by each method's list (static tables)."""
+    return [df.value for df in at.dataframe] + [t.value for t in at.table]
 
 
 def test_page_renders_and_shows_a_users_recommendations(app, tiny_bundle):
@@ -55,14 +56,50 @@ def test_page_renders_and_shows_a_users_recommendations(app, tiny_bundle):
 
 def test_unseen_user_model_column_shows_fallback_badge(app, tiny_bundle):
     app.radio(key="user-kind").set_value("unseen (held out)").run()
+    app.multiselect(key="user-methods").set_value(["anime-two-tower", "anime-ease"]).run()
     assert not app.exception
     assert any("fallback" in m.value for m in app.markdown)
 
 
-def test_unknown_user_id_gives_a_clear_message(app):
-    app.number_input(key="user-typed").set_value(424242).run()
-    assert not app.exception
-    assert any("not in the anime dataset" in e.value for e in app.error)
+def test_one_user_picker_and_personal_methods_lead(app, tiny_bundle):
+    assert len(app.number_input) == 0  # no "...or type any user_id" box defaulting to 0
+    assert [s.label for s in app.selectbox][0] == "User id (type to search)"
+    assert app.multiselect(key="user-methods").value == list(DEFAULT_PAGE_METHODS)
+    assert DEFAULT_PAGE_METHODS[:3] == ("anime-two-tower-dlae", "anime-ease", "anime-itemknn")
+    table = _tables(app)[1]
+    assert list(table.columns) == ["name", "score", "genre"]  # the score is a visible column
+    assert table["score"].notna().all()
+
+
+def test_new_user_picks_survive_new_searches(app, tiny_bundle):
+    # synthetic names "Anime 0".."Anime 29": each search shows other titles; every pick must stay
+    picks = []
+    for query, name in (("Anime 1", "Anime 12"), ("Anime 2", "Anime 25"), ("Anime 3", "Anime 3"),
+                        ("Anime 0", "Anime 0")):
+        app.text_input(key="new-query").set_value(query).run()
+        box = app.multiselect(key="new-chosen")
+        anime_id = int(tiny_bundle.split.items.loc[tiny_bundle.split.items["name"] == name, "anime_id"].iloc[0])
+        assert name in box.options  # the options as shown (format_func: the title)
+        picks.append(anime_id)
+        box.set_value(list(box.value) + [anime_id]).run()
+        assert not app.exception
+        assert list(app.multiselect(key="new-chosen").value) == picks
+    assert [s.label for s in app.slider if s.key and s.key.startswith("new-rate-")] == \
+        ["Anime 12", "Anime 25", "Anime 3", "Anime 0"]
+
+
+def test_first_visit_serves_item_knn_while_the_rest_trains(tiny_bundle, monkeypatch):
+    import dataclasses
+
+    quick = dataclasses.replace(tiny_bundle, models={n: tiny_bundle.models[n] for n in serving.FAST_METHODS})
+    monkeypatch.setattr(serving, "page_recommender_now", lambda: (quick, False))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run(timeout=60)
+    assert not at.exception
+    assert any("training in the background" in i.value for i in at.info)
+    assert at.multiselect(key="user-methods-quick").value == ["anime-itemknn"]
+    assert len(_tables(at)) == 2  # the history and item-kNN's personal list
 
 
 def test_new_user_ratings_give_recommendations_and_heuristic_judge(app, tiny_bundle):

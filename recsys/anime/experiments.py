@@ -87,8 +87,34 @@ def training_row(recommender: AnimeRecommender) -> dict[str, Any]:
     seconds = recommender.train_info.get("seconds", {})
     return {"seed": recommender.settings.seed, "elbow_k": recommender.elbow.get("best_k"),
             "mse_seconds": seconds.get("anime-two-tower"), "implicit_seconds": seconds.get("anime-two-tower-implicit"),
-            "ease_seconds": seconds.get("anime-ease"), "elbow_seconds": seconds.get("elbow"),
+            "ease_seconds": seconds.get("anime-ease"), "dlae_seconds": seconds.get("anime-two-tower-dlae"),
+            "elbow_seconds": seconds.get("elbow"),
             "device": recommender.train_info.get("device")}
+
+
+#: what every method is tested against (the strongest baseline on both protocols)
+TTEST_BASELINE = "anime-ease"
+
+
+def ttests(raw: pd.DataFrame, baseline: str = TTEST_BASELINE, metric: str = "ndcg@10") -> pd.DataFrame:
+    """Welch's t-test (scipy, unequal variances) of each method's per-seed ``metric`` against ``baseline``.
+
+    One value per seed and method (each seed re-draws the split, the halves and the
+    initialisation), so the test asks whether the difference survives those re-draws.
+    """
+    from scipy.stats import ttest_ind
+
+    rows = []
+    for protocol, part in raw.groupby("protocol", sort=False):
+        base = part.loc[part["method"] == baseline, metric].to_numpy()
+        for method, values in part.groupby("method", sort=False)[metric]:
+            if method == baseline or len(base) < 2 or len(values) < 2:
+                continue
+            test = ttest_ind(values.to_numpy(), base, equal_var=False)
+            rows.append({"protocol": protocol, "method": method, f"{metric} mean": float(values.mean()),
+                         f"{baseline} mean": float(base.mean()), "difference": float(values.mean() - base.mean()),
+                         "t": float(test.statistic), "p (Welch)": float(test.pvalue), "seeds": len(values)})
+    return pd.DataFrame(rows)
 
 
 def run_evaluation(seeds: int = 3, quick: bool = False, out_dir: Path | None = None, echo=print,
@@ -119,6 +145,8 @@ def run_evaluation(seeds: int = 3, quick: bool = False, out_dir: Path | None = N
     diagnosis = popularity_diagnosis(first)
     diagnosis.to_csv(out_dir / "diagnosis.csv", index=False)
     raw.to_csv(out_dir / "evaluation_per_seed.csv", index=False)
+    tests = ttests(raw)
+    tests.to_csv(out_dir / "ttests.csv", index=False)
     summary.to_csv(out_dir / "evaluation.csv", index=False)
     rmse_table.to_csv(out_dir / "rmse.csv", index=False)
     cost.to_csv(out_dir / "cost_study.csv", index=False)
@@ -134,14 +162,15 @@ def run_evaluation(seeds: int = 3, quick: bool = False, out_dir: Path | None = N
     plot_lines(out_dir / "cost_rmse.png", cost["clusters"],
                {"nearest cluster": cost["rmse_nearest_cluster"], "all anime": cost["rmse_all_anime"]},
                "k (clusters)", "RMSE on test ratings", "Rating error in the nearest cluster (paper Fig. 4)")
-    text = report(first, seeds, quick, seen_users, summary, rmse_table, cost, diagnosis, pd.DataFrame(infos))
+    text = report(first, seeds, quick, seen_users, summary, rmse_table, cost, diagnosis, pd.DataFrame(infos), tests)
     (out_dir / "evaluation.md").write_text(text)
     echo(text)
     return {"raw": raw, "summary": summary, "rmse": rmse_table, "cost": cost, "diagnosis": diagnosis}
 
 
 def report(first: AnimeRecommender, seeds: int, quick: bool, seen_users, summary: pd.DataFrame,
-           rmse_table: pd.DataFrame, cost: pd.DataFrame, diagnosis: pd.DataFrame, infos: pd.DataFrame) -> str:
+           rmse_table: pd.DataFrame, cost: pd.DataFrame, diagnosis: pd.DataFrame, infos: pd.DataFrame,
+           tests: pd.DataFrame | None = None) -> str:
     """``evaluation.md``: protocols, one table per protocol, RMSE, elbow, cost study, diagnosis, timings."""
     from recsys.eval.anime import METRICS, PAPER_TABLE1, SEEN_PROTOCOL, UNSEEN_PROTOCOL
 
@@ -162,6 +191,9 @@ def report(first: AnimeRecommender, seeds: int, quick: bool, seen_users, summary
                          " / ".join(f"{v:.4f}" for v in paper) if paper else ""])
         lines += [f"## {protocol.capitalize()} users", "",
                   markdown_table(["method", *METRICS, "paper Table 1"], rows), ""]
+    if tests is not None and len(tests):
+        lines += [f"## NDCG@10 against {TTEST_BASELINE}: Welch's t-test over seeds (scipy)", "",
+                  frame_to_markdown(tests, 4), ""]
     lines += ["## Rating prediction (test RMSE, explicit ratings only)", "",
               markdown_table(["predictor", "RMSE"],
                              [[r["predictor"], format_mean_std(r["test_rmse mean"], r["test_rmse std"], 4)]

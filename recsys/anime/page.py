@@ -43,8 +43,9 @@ def rows_for_history(meta: pd.DataFrame, history: pd.DataFrame, id_column: str =
     return frame.astype({"row": int})
 
 
-#: the methods the page shows side by side by default (registry names), the rest are one click away
-DEFAULT_PAGE_METHODS = ("anime-two-tower", "anime-weighted", "anime-kmeans", "anime-two-tower-implicit")
+#: the methods the page shows side by side by default (registry names), the rest are one click away:
+#: the ones that personalise best first (the denoising two-tower, EASE, item-kNN), then the paper's
+DEFAULT_PAGE_METHODS = ("anime-two-tower-dlae", "anime-ease", "anime-itemknn", "anime-weighted")
 
 
 def page_methods() -> dict[str, str]:
@@ -79,6 +80,13 @@ def recommend_table(recommender, method: str, histories: Histories, k: int = 10)
     latency = 1000 * (time.perf_counter() - started)
     return pd.DataFrame(recommender.results(scores, ids, 0), columns=["name", "genre", "score", "anime_id"]), \
         fallbacks[0], latency
+
+
+def anime_names(recommender, anime_ids) -> dict[int, str]:
+    """``{anime_id: name}`` for the given dataset ids (unknown ids left out)."""
+    items = recommender.split.items
+    known = items[items["anime_id"].isin([int(a) for a in anime_ids])]
+    return dict(zip(known["anime_id"].astype(int), known["name"].astype(str), strict=True))
 
 
 def search_anime(recommender, query: str, limit: int = 50) -> pd.DataFrame:

@@ -306,9 +306,73 @@ def _served_bundle(served_run_ids: tuple) -> AnimeRecommender:
     return _SERVED[served_run_ids]
 
 
+#: personal methods that fit in seconds from the data alone (no training): served while the rest trains
+FAST_METHODS = ("anime-itemknn", "anime-popular", "anime-popular-count")
+_QUICK: dict[str, AnimeRecommender] = {}
+_BUILD: dict[str, Any] = {}
+
+
+def quick_recommender(settings: AnimeSettings | None = None) -> AnimeRecommender:
+    """A bundle of :data:`FAST_METHODS` only (item-kNN and the popularity lists), fitted in seconds.
+
+    Why: the full bundle trains neural towers and inverts EASE's 7 k x 7 k Gram matrix (about a
+    minute on two cores); a first visit gets a personal list from item-kNN at once instead.
+    """
+    from recsys.anime.prep import load_split
+    from recsys.anime.training import config_overrides, fit_bias
+
+    settings = settings or default_settings(quick=True)
+    if settings.key() not in _QUICK:
+        split, fingerprint = load_split(settings)
+        data = AnimeData.from_split(split, fingerprint)
+        overrides = config_overrides(settings)
+        models = {name: registry.get(name, "anime").build(data, registry.get(name, "anime").make_config(**overrides))
+                  .fit(data) for name in FAST_METHODS}
+        _QUICK.clear()
+        _QUICK[settings.key()] = AnimeRecommender(settings, data, models, fit_bias(split), {},
+                                                  {"partial": True})
+    return _QUICK[settings.key()]
+
+
+def page_recommender_now() -> tuple[AnimeRecommender, bool]:
+    """``(bundle, complete)`` for the page without blocking on training.
+
+    The full bundle when it is in memory or cached on disk; otherwise it starts building in a
+    background thread (once per process) and the quick item-kNN / popularity bundle is
+    returned with ``complete=False``. A failed build is re-raised here.
+    """
+    import threading
+
+    thread = _BUILD.get("thread")
+    if "error" in _BUILD:
+        error = _BUILD.pop("error")
+        _BUILD.pop("thread", None)
+        raise error
+    if thread is None and (_SERVED or bundle_exists()):
+        return page_recommender(), True
+    if thread is not None and not thread.is_alive():
+        _BUILD.pop("thread", None)
+        return page_recommender(), True
+
+    def build_in_background():
+        try:
+            page_recommender()
+        except Exception as error:  # shown by the next page run
+            log.exception("building the anime models failed")
+            _BUILD["error"] = error
+
+    quick = quick_recommender()  # first, so the first personal list does not wait on the training thread
+    if thread is None:
+        thread = threading.Thread(target=build_in_background, name="anime-bundle", daemon=True)
+        _BUILD["thread"] = thread
+        thread.start()
+    return quick, False
+
+
 def bundle_exists(settings: AnimeSettings | None = None) -> bool:
     return bundle_path(settings or default_settings(quick=True)).exists()
 
 
-__all__ = ["AnimeRecommender", "COLD_START", "UNSEEN_FALLBACK", "apply_active_runs", "bundle_exists", "bundle_path",
-           "get_recommender", "load_bundle", "method_names", "page_recommender", "save_bundle", "split_fingerprint"]
+__all__ = ["AnimeRecommender", "COLD_START", "FAST_METHODS", "UNSEEN_FALLBACK", "apply_active_runs", "bundle_exists",
+           "bundle_path", "get_recommender", "load_bundle", "method_names", "page_recommender", "page_recommender_now",
+           "quick_recommender", "save_bundle", "split_fingerprint"]

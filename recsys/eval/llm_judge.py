@@ -155,7 +155,7 @@ def parse_judge_reply(text: str, n: int) -> list[tuple[float | None, str]]:
             if not score_match:
                 continue
             reason = score_match.group(2)
-        found[index] = (_clamp(score_match.group(1)), reason.strip(" -–—:.,\t"))
+        found[index] = (_clamp(score_match.group(1)), reason.strip(" -–—:.,*\t"))  # * : Markdown bold
     return [found.get(i, (None, "")) for i in range(1, n + 1)]
 
 

@@ -42,18 +42,20 @@ def cosine_topk(X: sp.csr_matrix, k: int, shrink: float = 0.0, block: int = 1024
     k = min(k, n - 1) if n > 1 else 0
     for start in range(0, n, block):
         stop = min(start + block, n)
-        co = (XT @ X[:, start:stop]).toarray()  # [n, block] co-occurrence counts
-        sim = co / norms[:, None] / norms[None, start:stop]
+        # [block, n], one row per item of the block: selecting along contiguous rows is ~2x faster
+        # than along the columns of an [n, block] array (same values, same operation order)
+        co = (XT[start:stop] @ X).toarray()
+        sim = co / norms[None, :] / norms[start:stop, None]
         if shrink:
             sim *= co / (co + shrink)
-        sim[np.arange(start, stop), np.arange(stop - start)] = 0.0  # no self-similarity
+        sim[np.arange(stop - start), np.arange(start, stop)] = 0.0  # no self-similarity
         if k <= 0:
             continue
-        top = np.argpartition(-sim, k - 1, axis=0)[:k]  # [k, block]
-        values = np.take_along_axis(sim, top, axis=0)
+        top = np.argpartition(-sim, k - 1, axis=1)[:, :k]  # [block, k]
+        values = np.take_along_axis(sim, top, axis=1)
         keep = values > 0
         rows.append(top[keep])
-        cols.append(np.broadcast_to(np.arange(start, stop), top.shape)[keep])
+        cols.append(np.broadcast_to(np.arange(start, stop)[:, None], top.shape)[keep])
         vals.append(values[keep])
     if not rows:
         return sp.csr_matrix((n, n), dtype=np.float32)

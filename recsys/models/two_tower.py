@@ -38,7 +38,10 @@ from recsys.models.base import Batch, NeuralRecommender, TwoTowerMixin
 @dataclass
 class TwoTowerConfig:
     factors: int = 32  # the paper's embedding size
-    init_std: float = 0.05  # the paper's Keras default is uniform(+-0.05); we use N(0.5, std) - see __init__
+    init_std: float = 0.05  # spread of our N(mean, std) initial factors - see __init__
+    # "shifted-normal" (ours, the default) or "paper": the paper's Sec. 4.5, JAX random.randint in [1, 20]
+    # (uniform integers; initial predictions of 32 * E[x]^2 ~ 3,500 on a 1-10 scale, so MSE starts huge)
+    init: str = "shifted-normal"
 
 
 class TwoTowerRating(TwoTowerMixin, NeuralRecommender):
@@ -59,8 +62,14 @@ class TwoTowerRating(TwoTowerMixin, NeuralRecommender):
         # with zero-centred factors half the predictions start under the ReLU, where the
         # gradient is zero, and those (user, item) pairs learn nothing until others move them.
         mean = (7.5 / config.factors) ** 0.5 / 1.5  # initial prediction ~ a third of a typical rating
+        if config.init not in ("shifted-normal", "paper"):
+            raise ValueError(f"unknown init {config.init!r}; use 'shifted-normal' or 'paper'")
         for table in (self.user_embedding, self.item_embedding):
-            nn.init.normal_(table.weight, mean=mean, std=config.init_std)
+            if config.init == "paper":  # uniform integers 1..20 (randint's upper bound is exclusive: 21)
+                with torch.no_grad():
+                    table.weight.copy_(torch.randint(1, 21, table.weight.shape).float())
+            else:
+                nn.init.normal_(table.weight, mean=mean, std=config.init_std)
 
     # towers -------------------------------------------------------------------------------
     def user_tower(self, batch: Batch) -> torch.Tensor:

@@ -22,15 +22,23 @@ import numpy as np
 class ItemIndex:
     """faiss index of item vectors; ``search(queries, k, exclude)`` -> (scores, item indices)."""
 
-    def __init__(self, item_vectors: np.ndarray, kind: str = "flat", hnsw_m: int = 32, ef_search: int = 128):
+    def __init__(self, item_vectors: np.ndarray, kind: str = "flat", hnsw_m: int = 32, ef_search: int = 128,
+                 metric: str = "ip"):
+        """``metric``: ``"ip"`` (inner product, two towers) or ``"l2"`` (nearest by Euclidean
+        distance: the anime paper's weighted-average retrieval, Sec. 5.2.1; flat only)."""
         import faiss
 
         vectors = np.ascontiguousarray(item_vectors, dtype=np.float32)
         if vectors.ndim != 2 or len(vectors) == 0:
             raise ValueError(f"item_vectors must be a non-empty 2-D array, got shape {vectors.shape}")
         self.kind, self.n_items, self.dim = kind, vectors.shape[0], vectors.shape[1]
-        self.vectors = vectors
-        if kind == "flat":
+        self.vectors, self.metric = vectors, metric
+        if metric not in ("ip", "l2") or (metric == "l2" and kind != "flat"):
+            raise ValueError(f"unsupported metric {metric!r} for kind {kind!r}; use 'ip', or 'l2' with 'flat'")
+        if kind == "flat" and metric == "l2":
+            self.index = faiss.IndexFlatL2(self.dim)
+            self.index.add(vectors)
+        elif kind == "flat":
             self.index = faiss.IndexFlatIP(self.dim)
             self.index.add(vectors)
         elif kind == "hnsw":
@@ -44,7 +52,8 @@ class ItemIndex:
             raise ValueError(f"unknown index kind {kind!r}; use 'flat' or 'hnsw'")
 
     def search(self, queries: np.ndarray, k: int, exclude: Sequence[Iterable[int]] | None = None):
-        """Top-``k`` items per query by inner product, best first, skipping ``exclude[row]``."""
+        """Top-``k`` items per query, best first, skipping ``exclude[row]``; scores are inner
+        products (``metric="ip"``) or negative squared distances (``"l2"``)."""
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         excluded = [set(map(int, e)) for e in exclude] if exclude is not None else [set()] * len(queries)
         fetch = min(self.n_items, k + max((len(e) for e in excluded), default=0))
@@ -59,6 +68,9 @@ class ItemIndex:
             kept = [i for i in ids[row] if i >= 0 and int(i) not in excluded[row]][:k]
             out_ids[row, : len(kept)] = kept
             if kept:
-                out_scores[row, : len(kept)] = self.vectors[kept] @ queries[row]
+                if self.metric == "l2":
+                    out_scores[row, : len(kept)] = -((self.vectors[kept] - queries[row]) ** 2).sum(1)
+                else:
+                    out_scores[row, : len(kept)] = self.vectors[kept] @ queries[row]
         return out_scores, out_ids
 

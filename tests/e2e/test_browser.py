@@ -179,9 +179,39 @@ def test_anime_user_gets_recommendations(page, server, screenshots):
     page.get_by_role("heading", name=re.compile(rf"^User {re.escape(user)}\b")).wait_for(timeout=120_000)
     no_exception(page)
     # the user's history table plus one recommendation table per method
-    assert page.locator('[data-testid="stDataFrame"]').count() >= 2
+    assert page.locator('[data-testid="stDataFrame"]').count() >= 1
+    assert page.locator('[data-testid="stTable"]').count() >= 1
     assert page.get_by_text(re.compile(r"^\d+(\.\d+)? ms$")).count() >= 1  # each method's latency caption
     shoot(page, screenshots, "anime-recommendations", scroll_to=page.get_by_text("Methods", exact=True))
+
+
+def test_anime_new_user_keeps_every_pick_across_searches(page, server, screenshots):
+    """Pick four titles, each found by a new search: all four stay picked (issue 12)."""
+    require_page("anime")
+    open_page(page, server, "anime", timeout=ANIME_TIMEOUT)
+    page.get_by_role("tab", name="New user").click()
+    picks = [("Death Note", "Death Note"), ("Fullmetal", "Fullmetal Alchemist: Brotherhood"),
+             ("Naruto", "Naruto"), ("Clannad", "Clannad")]
+    for query, title in picks:
+        field = single(page.get_by_label("Search anime", exact=True))
+        field.fill(query)
+        field.press("Enter")
+        wait_idle(page)
+        box = page.locator('[data-testid="stMultiSelect"]').filter(
+            has=page.get_by_text("Anime you watched", exact=True)).first
+        box.click()
+        page.get_by_role("option", name=title, exact=True).first.click()
+        page.keyboard.press("Escape")
+        wait_idle(page)
+    shoot(page, screenshots, "anime-new-user")
+    box = page.locator('[data-testid="stMultiSelect"]').filter(has=page.get_by_text("Anime you watched", exact=True))
+    text = box.first.inner_text()
+    assert [line for line in text.splitlines() if line.strip() in {t for _, t in picks}] == \
+        [title for _, title in picks], text
+    assert page.get_by_role("option", name="Select all").count() == 0
+    no_exception(page)
+    for _, title in picks:  # one rating slider per pick
+        assert page.get_by_text(title, exact=True).count() >= 1
 
 
 def test_explorer_query_overlay(page, server, screenshots):
