@@ -52,14 +52,23 @@ def load_model(path: Path, data: Any, expect: dict[str, Any] | None = None) -> t
     except KeyError as error:
         raise ArtifactError(f"{path} holds an unknown model {meta.get('model')!r}") from error
     try:
-        config = spec.make_config(**_restore_tuples(spec, meta.get("config") or {}))
-        model = spec.build(data, config)
-        model.load_state(artifact.arrays)
+        model = restore_model(spec, data, meta.get("config") or {}, artifact.arrays)
     except (TypeError, ValueError, KeyError, RuntimeError) as error:
         raise ArtifactError(f"{path} does not fit this {spec.name} model and data: {error}") from error
+    return model, meta
+
+
+def restore_model(spec: registry.ModelSpec, data: Any, config: dict[str, Any], arrays: dict[str, Any]):
+    """A model of ``spec`` for ``data`` from a stored config dict and its ``state()`` arrays, in eval mode.
+
+    Shared by single-model checkpoints and multi-model bundles; raises whatever the config or
+    ``load_state`` raise when the stored values do not fit (callers name the file).
+    """
+    model = spec.build(data, spec.make_config(**_restore_tuples(spec, config)))
+    model.load_state(arrays)
     if hasattr(model, "eval"):
         model.eval()
-    return model, meta
+    return model
 
 
 def _restore_tuples(spec: registry.ModelSpec, values: dict[str, Any]) -> dict[str, Any]:

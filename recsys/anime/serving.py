@@ -199,7 +199,7 @@ def save_bundle(recommender: AnimeRecommender, path: Path) -> Path:
 
 def load_bundle(path: Path, data: AnimeData, settings: AnimeSettings) -> AnimeRecommender:
     """The bundle at ``path`` for ``data``; :class:`ArtifactError` naming the file if it does not fit."""
-    from recsys.checkpoint import _restore_tuples
+    from recsys.checkpoint import restore_model
 
     artifact = read_artifact(Path(path), BUNDLE_FORMAT,
                              expect={"settings_key": settings.key(), "data_fingerprint": data.fingerprint})
@@ -209,12 +209,7 @@ def load_bundle(path: Path, data: AnimeData, settings: AnimeSettings) -> AnimeRe
         for spec in registry.by_domain("anime"):
             prefix = f"{spec.name}/"
             state = {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
-            config = spec.make_config(**_restore_tuples(spec, meta["configs"][spec.name]))
-            model = spec.build(data, config)
-            model.load_state(state)
-            if hasattr(model, "eval"):
-                model.eval()
-            models[spec.name] = model
+            models[spec.name] = restore_model(spec, data, meta["configs"][spec.name], state)
         bias = BiasBaseline(float(meta["bias_mu"]), np.asarray(arrays["bias/user"]), np.asarray(arrays["bias/item"]))
         if len(bias.user_bias) != data.n_users or len(bias.item_bias) != data.n_items:
             raise ValueError("bias arrays do not fit the data")

@@ -69,7 +69,7 @@ def new_model(name: str, data: AnimeData, settings: AnimeSettings):
     """A fresh model of registry entry ``name`` with seeded initial weights."""
     torch.manual_seed(settings.seed)
     spec = registry.get(name, "anime")
-    return spec.build(data, spec.make_config(**config_overrides(settings)))
+    return spec.build(data, **config_overrides(settings))
 
 
 def train_mse(data: AnimeData, settings: AnimeSettings, callbacks=(), config: TrainConfig | None = None):
@@ -161,7 +161,7 @@ def build(split: AnimeSplit, settings: AnimeSettings, callbacks=None, progress=N
     overrides = config_overrides(settings, elbow["best_k"])
     for spec in fitted:
         t = stage()
-        models[spec.name] = spec.build(data, spec.make_config(**overrides)).fit(data)
+        models[spec.name] = spec.build(data, **overrides).fit(data)
         seconds[spec.name] = time.perf_counter() - t
     info |= {"seconds": seconds, "split": split.summary()}
     return AnimeRecommender(settings, data, models, fit_bias(split), elbow, info)

@@ -28,6 +28,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from recsys.embed.base import redact
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -215,20 +217,6 @@ def build_prompt(history: list[dict], recommendations: list[dict], max_history: 
     return "\n".join(lines)
 
 
-_KEY_LIKE = re.compile(r"sk-[A-Za-z0-9_\-]{4,}")
-
-
-def redact(text: str, api_key: str | None = None) -> str:
-    """``text`` without the configured key or anything shaped like one (``sk-...``).
-
-    Why: an OpenAI-compatible server may echo the key in its error message, which would
-    then reach the page, the log and stderr.
-    """
-    if api_key:
-        text = text.replace(api_key, "[redacted key]")
-    return _KEY_LIKE.sub("sk-[redacted]", text)
-
-
 def judge_recommendations(history: list[dict], recommendations: list[dict], model: str | None = None,
                           api_key: str | None = None, base_url: str | None = None, timeout: float = 15.0,
                           max_retries: int = 1) -> JudgeResult:
@@ -256,7 +244,7 @@ def judge_recommendations(history: list[dict], recommendations: list[dict], mode
         )
         text = response.choices[0].message.content or ""
     except Exception as error:  # network, auth, rate limit, malformed body: never break the page
-        message = redact(str(error), api_key)
+        message = redact(error, [api_key])
         log.warning("LLM judge failed (%s); using the heuristic judge", message)
         return heuristic_judge(history, recommendations,
                                reason=f"LLM call failed: {type(error).__name__}: {message[:200]}")

@@ -95,7 +95,7 @@ class HardNegativeMiner(Callback):
 def build_model(name: str, items: VideoItems, options: dict[str, Any] | None = None):
     """A fresh model of registry entry ``name`` over ``items``; ``options`` override config fields."""
     spec = registry.get(name, domain="videos")
-    return spec.build(items, spec.make_config(**(options or {})))
+    return spec.build(items, **(options or {}))
 
 
 def train_model(name: str, items: VideoItems, train: TrainConfig, options: dict[str, Any] | None = None,
