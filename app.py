@@ -11,19 +11,20 @@ import streamlit as st
 st.set_page_config(page_title="recsys-studio", page_icon="🎯", layout="wide")
 
 PAGES_DIR = Path(__file__).parent / "app_pages"
+#: (file, title, icon, url path): the url path is the deep link (``/results``, ``/results#cl-epidtn``)
 PAGES = [
-    ("home.py", "Home", "🏠"),
-    ("ask.py", "Ask (linear algebra)", "🔎"),
-    ("anime.py", "Anime", "🎬"),
-    ("ablations.py", "Ablations", "📊"),
-    ("explorer.py", "Embedding explorer", "🧭"),
-    ("studio.py", "Training studio", "🏋️"),
+    ("home.py", "Home", "🏠", ""),
+    ("ask.py", "Ask (linear algebra)", "🔎", "ask"),
+    ("anime.py", "Anime", "🎬", "anime"),
+    ("results.py", "Results", "📑", "results"),
+    ("explorer.py", "Embedding explorer", "🧭", "explorer"),
+    ("studio.py", "Training studio", "🏋️", "studio"),
 ]
 
 navigation = st.navigation(
     [
-        st.Page(str(PAGES_DIR / file), title=title, icon=icon, default=(file == "home.py"))
-        for file, title, icon in PAGES
+        st.Page(str(PAGES_DIR / file), title=title, icon=icon, default=(file == "home.py"), url_path=url or None)
+        for file, title, icon, url in PAGES
         if (PAGES_DIR / file).exists()
     ]
 )

@@ -34,7 +34,9 @@ PAGES = [
     ("ask.py", "🔎 Ask (linear algebra)", "Type what you want to learn; get the teaching videos that answer it, "
                                 "from the served retrieval model."),
     ("anime.py", "🎬 Anime", "Pick a user (or describe your taste) and get anime recommendations from the two-tower model."),
-    ("ablations.py", "📊 Ablations", "The evaluation tables and ablations behind each model, with the paper's numbers beside ours."),
+    ("results.py", "📑 Results", "The tables behind each model, for all three papers (DCDT, Two Towers, CL-EPIDTN): ours "
+                                "beside the paper's figures, a verdict per comparison, convergence, and the command "
+                                "that regenerates each table."),
     ("explorer.py", "🧭 Embedding explorer", "2-D maps (PCA, UMAP, t-SNE) of catalogue and model embeddings, clusters with elbow "
                              "and silhouette, and where a query or a user lands."),
     ("studio.py", "🏋️ Training studio", "Launch any model in a background worker, watch live loss curves, stop, compare runs and "

@@ -14,7 +14,7 @@ def test_each_page_in_the_list_is_a_link(registry):
     assert not at.exception
     links = at.get("page_link")
     labels = [link.proto.label for link in links]
-    assert labels == ["🔎 Ask (linear algebra)", "🎬 Anime", "📊 Ablations", "🧭 Embedding explorer",
+    assert labels == ["🔎 Ask (linear algebra)", "🎬 Anime", "📑 Results", "🧭 Embedding explorer",
                       "🏋️ Training studio"]
     assert all(link.proto.page.endswith(".py") or link.proto.page for link in links)
 

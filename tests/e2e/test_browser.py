@@ -22,7 +22,7 @@ PAGES = {  # url path -> (file, title shown in the sidebar)
     "": ("home.py", "Home"),
     "ask": ("ask.py", "Ask (linear algebra)"),
     "anime": ("anime.py", "Anime"),
-    "ablations": ("ablations.py", "Ablations"),
+    "results": ("results.py", "Results"),
     "explorer": ("explorer.py", "Embedding explorer"),
     "studio": ("studio.py", "Training studio"),
 }
@@ -63,7 +63,7 @@ def no_exception(page) -> None:
 
 #: screenshots good enough for the README; copied to docs/screenshots/ when RECSYS_E2E_UPDATE_DOCS=1
 DOC_SHOTS = {"home", "ask-results", "anime-recommendations", "explorer-query", "explorer-anime-user",
-             "studio-running", "ablations"}
+             "studio-running", "results"}
 DOC_LIMIT = 300_000  # bytes
 
 
@@ -141,6 +141,33 @@ def test_page_renders_without_exception(page, server, screenshots, path):
     nav = page.locator('[data-testid="stSidebarNavLink"]').all_inner_texts()
     assert any(PAGES[path][1] in text for text in nav), nav
     shoot(page, screenshots, path or "home")
+
+
+PAPER_HEADINGS = {"dcdt": "DCDT: linear-algebra video search", "two-towers": "Two Towers: anime recommendations",
+                  "cl-epidtn": "CL-EPIDTN: sequential recommendation"}
+
+
+def test_results_page_shows_each_paper_with_a_verdict(page, server, screenshots):
+    """The committed tables of all three papers, a plain-language verdict, and deep links to each paper."""
+    require_page("results")
+    open_page(page, server, "results")
+    no_exception(page)
+    main = page.locator('[data-testid="stMain"]')
+    for anchor, title in PAPER_HEADINGS.items():
+        heading = main.locator(f"#{anchor}")
+        assert heading.count() == 1 and title in heading.inner_text(), anchor
+    text = main.inner_text()
+    # one verdict sentence per comparison, with its direction and the Holm-corrected p-value
+    assert re.search(r"(better than|no significant difference \(.+ ahead by) .*Holm p = ", text), text[:2000]
+    commands = " ".join(main.locator('[data-testid="stCode"]').all_text_contents())
+    assert "python -m recsys evaluate videos" in commands and "python -m recsys reproduce cl-epidtn" in commands
+    shoot(page, screenshots, "results")
+    # a deep link straight to one paper's section (the README and other pages use these)
+    page.goto(f"{server}/results#cl-epidtn")
+    page.wait_for_selector("#cl-epidtn", timeout=SLOW)
+    wait_idle(page)
+    no_exception(page)
+    shoot(page, screenshots, "results-cl-epidtn", scroll_to=main.locator("#cl-epidtn"))
 
 
 def ask(page, server, question: str) -> None:
