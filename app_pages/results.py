@@ -74,9 +74,10 @@ def show_verdicts(report: Report, key: str) -> None:
     if table is None or table.empty:
         st.caption("No test for this choice (fewer than two seeds a side, or the metric is not in the files).")
         return
-    for sentence in sentences(table, report.metrics)[:4]:
-        st.markdown(f"- {sentence}")
-    st.dataframe(verdict_view(table, report.metrics), hide_index=True, width="stretch", key=f"{key}-verdicts")
+    st.markdown("\n".join(f"- {sentence}" for sentence in sentences(table, report.metrics)))
+    view = verdict_view(table, report.metrics)
+    st.dataframe(view, hide_index=True, width="stretch", key=f"{key}-verdicts",
+                 column_order=[c for c in view.columns if c != "Verdict"])  # the sentences above say it
     st.caption((f"Source: {report.verdict_source}. " if default else "Computed here from the per-seed values. ")
                + "Difference = first model minus the second; Holm corrects for every comparison in this table; "
                  "'better' needs Holm p < 0.05.")
@@ -105,10 +106,10 @@ def show_convergence(report: Report, key: str) -> None:
         st.caption("No epochs recorded for this model.")
         return
     loss_col, metric_col = st.columns(2)
-    loss_col.plotly_chart(curves_figure(histories, "train_loss", title=f"{model}: training loss"),
-                          width="stretch", key=f"{key}-loss")
-    metric_col.plotly_chart(curves_figure(histories, metric, title=f"{model}: {metric}"),
-                            width="stretch", key=f"{key}-val")
+    loss = curves_figure(histories, "train_loss", title=f"{model}: training loss").update_yaxes(title_text="loss")
+    loss_col.plotly_chart(loss, width="stretch", key=f"{key}-loss")
+    metric_col.plotly_chart(curves_figure(histories, metric, title=f"{model}: {metric}"), width="stretch",
+                            key=f"{key}-val")
 
 
 def show_report(section: Section, report: Report) -> None:
@@ -208,8 +209,11 @@ else:
                 continue
             metric = name.removeprefix("test_")
             label = f"test {METRIC_LABELS.get(metric, metric)}" if name.startswith("test_") else name.replace("_", " ")
-            rows.append({"": label, "value": f"{value:.4f}" if isinstance(value, float) and not value.is_integer()
-                         else f"{value:g}"})
+            if isinstance(value, int) or float(value).is_integer():
+                shown = f"{value:g}"
+            else:
+                shown = f"{value:.1f}" if "seconds" in name else f"{value:.4f}"
+            rows.append({"result": label, "value": shown})
         return pd.DataFrame(rows)
 
     def show_run() -> None:
@@ -228,21 +232,21 @@ else:
         records = run.metrics()
         if records:
             histories = {display_name(run.recipe): records}
-            loss_col, metric_col = st.columns(2)
-            loss_col.plotly_chart(curves_figure(histories, "train_loss", title="training loss"),
-                                  width="stretch", key="retrain_loss")
             shown = [m for m in metric_names(histories) if not m.endswith("loss")]
-            if shown:
-                metric = metric_col.selectbox("Validation metric", shown, format_func=lambda m: METRIC_LABELS.get(m, m),
-                                              key="retrain_metric")
-                metric_col.plotly_chart(curves_figure(histories, metric, height=260,
-                                                      title=f"validation {METRIC_LABELS.get(metric, metric)}"),
-                                        width="stretch", key="retrain_val")
+            metric = st.selectbox("Validation metric", shown, format_func=lambda m: METRIC_LABELS.get(m, m),
+                                  key="retrain_metric") if shown else None
+            loss_col, metric_col = st.columns(2)  # loss and metric never share an axis
+            loss = curves_figure(histories, "train_loss", title="training loss").update_yaxes(title_text="loss")
+            loss_col.plotly_chart(loss, width="stretch", key="retrain_loss")
+            if metric:
+                label = f"validation {METRIC_LABELS.get(metric, metric)}"
+                figure = curves_figure(histories, metric, title=label).update_yaxes(title_text=label)
+                metric_col.plotly_chart(figure, width="stretch", key="retrain_val")
         summary = status.get("summary")
         if isinstance(summary, dict) and summary:
             table = summary_table(summary)
             if not table.empty:
-                st.dataframe(table, hide_index=True, key="retrain_summary")
+                st.dataframe(table, hide_index=True, width="content", key="retrain_summary")
             for name in ("dataset", "split"):
                 if isinstance(summary.get(name), str):
                     st.caption(f"{name}: {summary[name]}")

@@ -91,5 +91,5 @@ def test_retrain_launches_a_run_and_shows_its_curves_and_a_small_table(env, tmp_
     assert not at.exception
     assert len(at.get("plotly_chart")) == 2  # loss and validation metric: two charts, two axes
     summary = at.dataframe[-1].value  # the run summary is the last table on the page
-    assert summary.to_dict("records") == [{"": "test HR@10", "value": "0.1235"}, {"": "best epoch", "value": "2"},
-                                          {"": "seconds", "value": "3.4000"}]
+    assert summary.to_dict("records") == [{"result": "test HR@10", "value": "0.1235"},
+                                          {"result": "best epoch", "value": "2"}, {"result": "seconds", "value": "3.4"}]

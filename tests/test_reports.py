@@ -92,6 +92,7 @@ def test_converged_results_replace_the_quick_ones(root):
     assert ml.verdict_source == "ml-100k_ttests.csv (committed)" and ml.verdicts.loc[0, "model"] == "SASRec"
     assert ml.convergence_text.startswith("All 12 trained runs found their best epoch before the maximum")
     assert "Total CPU time: 2.0 CPU-hours (7,200 s)." in ml.notes
+    assert ml.status_text == "converged (12 of 12 jobs done)"
     assert anime_rep.status == "incomplete" and anime_rep.status_text == "incomplete: 2 of 10 jobs done"
 
 

@@ -196,7 +196,9 @@ def dataset_report(folder: Path, dataset: str) -> Report:
     if quick:
         rep.status, rep.status_text = "quick", "quick (not converged)"
     elif meta.get("complete") is True:
-        rep.status, rep.status_text = "converged", f"converged ({meta.get('profile', 'converged profile')})"
+        jobs = f"{meta['jobs_done']} of {meta['jobs_total']} jobs" if meta.get("jobs_total") else "all jobs"
+        profile = f", profile {meta['profile']}" if meta.get("profile") not in (None, "", "converged") else ""
+        rep.status, rep.status_text = "converged", f"converged ({jobs} done{profile})"
     else:
         done, total = meta.get("jobs_done", "?"), meta.get("jobs_total", "?")
         rep.status, rep.status_text = "incomplete", f"incomplete: {done} of {total} jobs done"
