@@ -112,6 +112,11 @@ def test_malformed_files_become_problems_not_exceptions(root):
     assert "ml-100k_runs.csv: missing column(s) model" in ml.problems and not ml.ours
     assert anime_rep.problems[0].startswith("anime_meta.json: not valid JSON")
     assert "quick results are not shown" in anime_rep.status_text and not anime_rep.ours
+    (folder / "ml-100k_meta.json").unlink()  # converged runs without their meta: incomplete, never quick
+    (folder / "ml-100k_runs.csv").write_text("model,seed,split,hit@10\ncl-epidtn,0,loo,0.2\n")
+    ml = sequential.section(root / "cl-epidtn").reports[0]
+    assert ml.status == "incomplete" and "progress unknown" in ml.problems[0]
+    assert "0.9999" not in ml.ours[0].frame.to_string()
 
 
 def test_sweeps_on_a_categorical_axis_with_error_bars_and_curves_per_seed(root):
@@ -122,8 +127,8 @@ def test_sweeps_on_a_categorical_axis_with_error_bars_and_curves_per_seed(root):
     # at L = 1 the seeds give 0.10, 0.11, 0.12: mean 0.11, std 0.01
     assert hit.y[0] == pytest.approx(0.11) and hit.error_y.array[0] == pytest.approx(0.01)
     histories, metric = sequential.curve_histories(ml.curves, "SASRec", "loo")
-    assert metric == "validation hit@10" and sorted(histories) == ["seed 0", "seed 1", "seed 2"]
-    assert histories["seed 0"][2] == {"epoch": 3, "train_loss": pytest.approx(1 / 3), "validation hit@10": pytest.approx(0.15)}
+    assert metric == "validation HR@10" and sorted(histories) == ["seed 0", "seed 1", "seed 2"]
+    assert histories["seed 0"][2] == {"epoch": 3, "train_loss": pytest.approx(1 / 3), "validation HR@10": pytest.approx(0.15)}
 
 
 def test_signature_changes_when_a_file_changes(root, monkeypatch):

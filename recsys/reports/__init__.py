@@ -284,7 +284,6 @@ class Section:
     paper: str
     reports: list[Report]
     documents: list[tuple[str, Path]] = field(default_factory=list)
-    summary: str = ""
 
 
 def documents(folder: Path, names: Sequence[tuple[str, str]]) -> list[tuple[str, Path]]:

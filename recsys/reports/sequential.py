@@ -48,9 +48,10 @@ QUICK_COMMAND = "python -m recsys reproduce cl-epidtn --quick --dataset {dataset
 
 
 def datasets(folder: Path) -> list[str]:
-    """Data sets with a converged or a quick meta file, ml-100k first."""
-    names = {p.name.removesuffix("_meta.json") for base in (folder, folder / "converged")
-             for p in base.glob("*_meta.json")}
+    """Data sets with a quick meta file or any converged file (meta or runs), ml-100k first."""
+    names = {p.name.removesuffix("_meta.json") for p in folder.glob("*_meta.json")}
+    names |= {p.name.rsplit("_", 1)[0] for pattern in ("*_meta.json", "*_runs.csv")
+              for p in (folder / "converged").glob(pattern)}
     return sorted(names, key=lambda n: (n != "ml-100k", n))
 
 
@@ -126,7 +127,7 @@ def curve_histories(curves: pd.DataFrame, model: str, split: str | None = None) 
     if split is not None and "split" in part:
         part = part[part["split"] == split]
     names = part["val_metric_name"].dropna() if "val_metric_name" in part else pd.Series(dtype=str)
-    name = str(names.iloc[0]) if len(names) else "val_metric"
+    name = METRIC_LABELS.get(str(names.iloc[0]), str(names.iloc[0])) if len(names) else "metric"
     histories = {}
     for seed, group in part.sort_values("epoch").groupby("seed", sort=True):
         histories[f"seed {fmt(seed)}"] = [
@@ -185,10 +186,13 @@ def meta_notes(meta: dict, quick: bool) -> list[str]:
 def dataset_report(folder: Path, dataset: str) -> Report:
     rep = Report(key=dataset, name=dataset, metrics=dict(METRIC_LABELS), default_metric=METRIC,
                  default_reference=display(REFERENCE))
-    converged = folder / "converged" / f"{dataset}_meta.json"
-    quick = not converged.exists()
-    base = folder if quick else folder / "converged"
+    converged = folder / "converged"
+    quick = not any((converged / f"{dataset}_{name}").exists() for name in ("meta.json", "runs.csv"))
+    base = folder if quick else converged
     meta = read_json(base / f"{dataset}_meta.json", rep.problems)
+    if meta is None and not quick and not (base / f"{dataset}_meta.json").exists():
+        rep.problems.append(f"{dataset}_meta.json is missing next to the converged runs: progress unknown")
+        meta = {"complete": False}
     if meta is None:
         rep.status_text = (f"The converged results of {dataset} exist but their meta file cannot be read; the quick "
                            "results are not shown in their place." if not quick else f"No results for {dataset}.")
@@ -201,7 +205,8 @@ def dataset_report(folder: Path, dataset: str) -> Report:
         rep.status, rep.status_text = "converged", f"converged ({jobs} done{profile})"
     else:
         done, total = meta.get("jobs_done", "?"), meta.get("jobs_total", "?")
-        rep.status, rep.status_text = "incomplete", f"incomplete: {done} of {total} jobs done"
+        progress = f"{done} of {total} jobs done" if "jobs_total" in meta else "progress unknown"
+        rep.status, rep.status_text = "incomplete", f"incomplete: {progress}"
     rep.protocol = str(meta.get("protocol") or "Per-user chronological leave-one-out (last interaction = test, "
                        "second-to-last = validation), full ranking over every item the user has not interacted with; "
                        "HR@10, HR@50, NDCG@10. Recall@10/@50 on a second split where each user's last 20% is the test set.")
