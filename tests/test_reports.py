@@ -137,3 +137,23 @@ def test_signature_changes_when_a_file_changes(root, monkeypatch):
     (root / "videos" / "info_test.json").write_text(json.dumps({"seeds": 5, "more": "bytes"}))
     assert reports.signature() != before
     assert [s.key for s in reports.sections()] == ["dcdt", "two-towers", "cl-epidtn"]
+
+
+@pytest.mark.parametrize("garbage", ["x", "", "1e400"])
+def test_text_where_numbers_belong_never_raises(root, garbage):
+    """Every number of every fixture file replaced by ``garbage``: problems are reported, nothing raises."""
+    for path in root.rglob("*.csv"):
+        frame = pd.read_csv(path)
+        for column in frame.columns:
+            if pd.api.types.is_numeric_dtype(frame[column]) and column != "seed":
+                frame[column] = garbage
+        frame.to_csv(path, index=False)
+    found = reports.sections(root)
+    for section in found:
+        for report in section.reports:
+            for table in report.ours + report.paper + report.extra:
+                assert "nan" not in table.frame.to_string().lower()
+            if report.compare is not None:
+                report.compare(report.default_metric, report.default_reference)
+    problems = [p for s in found for r in s.reports for p in r.problems]
+    assert garbage != "x" or any("non-numeric" in p for p in problems)

@@ -122,12 +122,12 @@ def read_json(path: Path, problems: list[str]) -> dict[str, Any] | None:
 
 
 def numeric(frame: pd.DataFrame, columns: Sequence[str], problems: list[str], name: str) -> pd.DataFrame:
-    """``columns`` coerced to numbers; a column with text where numbers belong is reported and blanked."""
+    """``columns`` coerced to finite numbers; text (or an infinity) where numbers belong is reported and blanked."""
     frame = frame.copy()
     for column in columns:
         if column not in frame:
             continue
-        values = pd.to_numeric(frame[column], errors="coerce")
+        values = pd.to_numeric(frame[column], errors="coerce").replace([np.inf, -np.inf], np.nan)
         bad = int(values.isna().sum() - frame[column].isna().sum())
         if bad:
             problems.append(f"{name}: {bad} non-numeric value(s) in column {column} ignored")

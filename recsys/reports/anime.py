@@ -51,6 +51,15 @@ def settings(folder: Path) -> dict:
         return {}
 
 
+def numbers(frame: pd.DataFrame | None, problems: list[str], name: str) -> pd.DataFrame | None:
+    """Every column but protocol and method as numbers (text there is reported, not shown)."""
+    if frame is None:
+        return None
+    frame = numeric(frame, [c for c in frame.columns if c not in ("protocol", "method")], problems, name)
+    frame["protocol"], frame["method"] = frame["protocol"].astype(str), frame["method"].astype(str)
+    return frame
+
+
 def table(frame: pd.DataFrame, protocol: str) -> pd.DataFrame:
     part = frame[frame["protocol"] == protocol]
     out = pd.DataFrame({"Method": [display(m) for m in part["method"]]})
@@ -98,19 +107,20 @@ def verdicts_from_file(folder: Path, protocol: str, problems: list[str]) -> pd.D
 def section(folder: Path) -> Section:
     problems: list[str] = []
     config = settings(folder)
-    summary = read_csv(folder / "evaluation.csv", ["protocol", "method"], problems)
+    summary = numbers(read_csv(folder / "evaluation.csv", ["protocol", "method"], problems), problems, "evaluation.csv")
     seeds = read_csv(folder / "evaluation_per_seed.csv", ["protocol", "method", "seed"], problems)
     if seeds is not None:
         seeds = numeric(seeds, list(METRICS), problems, "evaluation_per_seed.csv")
     fit_table, fit_text = fitting(folder, config, problems)
-    paper_summary = read_csv(folder / "paper-settings" / "evaluation.csv", ["protocol", "method"], problems)
+    paper_summary = numbers(read_csv(folder / "paper-settings" / "evaluation.csv", ["protocol", "method"], problems),
+                            problems, "paper-settings/evaluation.csv")
     reports = []
     for key, name, words in PROTOCOLS:
         rep = Report(key=key, name=name, metrics=dict(LABELS), default_metric=METRIC,
                      default_reference=display(REFERENCE), problems=list(problems),
                      commands=[("evaluation.csv, evaluation_per_seed.csv, evaluation.md", COMMAND),
                                ("paper-settings/ (the paper's 35 epochs, 1 seed)", PAPER_COMMAND)])
-        n_seeds = int(summary["seeds"].max()) if summary is not None and "seeds" in summary else "?"
+        n_seeds = fmt(summary["seeds"].max()) if summary is not None and "seeds" in summary else "?"
         rep.protocol = (f"{words[0].upper()}{words[1:]}. Each of {n_seeds} seeds re-draws the split, the halves and "
                         "the initialisation; values are mean ± sample std over seeds. Budgets are the `--quick` "
                         f"settings: MSE two-tower {config.get('mse_epochs', '?')} epochs, implicit two-tower "

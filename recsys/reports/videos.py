@@ -119,7 +119,8 @@ def report(folder: Path, file: str, name: str, reference: str, paper: dict, info
     rep.ours = [Table("Ours (test split, mean ± std over seeds)", our_table(frame),
                       "A single value is a deterministic model (same at every seed).")]
     rep.models = frame["model"].astype(str).tolist()
-    seeds_default = (info or {}).get("seeds", 1)
+    seeds_default = (info or {}).get("seeds")
+    seeds_default = seeds_default if isinstance(seeds_default, int) and seeds_default > 1 else 2
 
     def compare(metric: str, ref: str) -> pd.DataFrame:
         if seeds_frame is not None and metric in seeds_frame:
