@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from recsys import reports
+from recsys.paths import PROJECT_ROOT
 from recsys.eval import stats
 from recsys.reports import anime, sequential, videos
 from tests.results_fixture import CL_HITS, write_results
@@ -157,3 +158,11 @@ def test_text_where_numbers_belong_never_raises(root, garbage):
                 report.compare(report.default_metric, report.default_reference)
     problems = [p for s in found for r in s.reports for p in r.problems]
     assert garbage != "x" or any("non-numeric" in p for p in problems)
+
+
+def test_the_package_stays_ui_free():
+    """recsys/ never imports streamlit: the page lays out what this package computes."""
+    sources = sorted((PROJECT_ROOT / "recsys" / "reports").glob("*.py"))
+    assert len(sources) == 4
+    for path in sources:
+        assert "import streamlit" not in path.read_text() and "from streamlit" not in path.read_text(), path.name
