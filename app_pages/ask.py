@@ -85,7 +85,7 @@ def _waited_line(waited_ms: float, first_query: bool, loaded_now: bool, load_sec
         loading = f", including {load_seconds:.2f} s loading the recommender (encoder and video side)"
     elif first_query and load_seconds is not None:
         loading = f"; the recommender (encoder and video side) had loaded in {load_seconds:.2f} s when the page opened"
-    return f"{label}{waited_ms:.0f} ms from pressing Enter to this answer{loading}"
+    return f"{label}{waited_ms:.0f} ms from pressing Enter to this answer on the page{loading}"
 
 
 def _render_neighbours(neighbours: list[dict], titles: dict[str, str]) -> None:
@@ -157,7 +157,6 @@ def main() -> None:
     try:
         with st.spinner("Recommending… (the first query loads the models)"):
             answer = service.recommend_many(query, models, k=k, explain=True)
-        waited_ms = (time.perf_counter() - page_start) * 1000  # service loading included
     except ValueError as error:  # our own message about the input
         st.warning(md_escape(str(error)))
         return
@@ -172,7 +171,7 @@ def main() -> None:
         st.warning("OpenAI embeddings failed, so the local model is used instead. The server said:")
         st.text(str(answer["fallback_reason"]))
     st.caption(f"Encoder: {md_escape(answer['backend'])} · query embedded in {answer['embed_ms']:.1f} ms")
-    st.caption(_waited_line(waited_ms, first_query, loaded_now, getattr(service, "load_seconds", None)))
+    waited = st.empty()  # filled once the results are on the page: what the user waited for, rendering included
 
     if len(models) == 1:
         _render_results(answer["results"][models[0]], names)
@@ -183,6 +182,8 @@ def main() -> None:
                 _render_results(answer["results"][name], names)
     titles = dict(zip(service.data.catalog["video_id"], service.data.catalog["title"]))
     _render_neighbours(answer.get("neighbours", []), titles)
+    waited_ms = (time.perf_counter() - page_start) * 1000  # service loading and rendering included
+    waited.caption(_waited_line(waited_ms, first_query, loaded_now, getattr(service, "load_seconds", None)))
 
 
 main()
