@@ -198,3 +198,26 @@ def test_bench_table_reads_ratios():
     assert "| minilm-onnx | 2.00 | 4.00 | 0.25 | 0.25 |" in text
     assert "| minilm-onnx | 0.99000 / 0.98000 | 0.4900 (-0.0100) |" in text
     assert "load average (1, 5, 15 min) 1.00, 1.00, 1.00 before" in text
+
+
+def test_fast_service_follows_the_run_the_studio_serves(tmp_path, monkeypatch):
+    import threading
+
+    monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path / "runs"))
+    (tmp_path / "runs").mkdir()
+    current = {"dcdt": Path("shipped.safetensors")}
+    built = []
+    monkeypatch.setattr(fastserve, "serving_checkpoints", lambda space: dict(current))
+    monkeypatch.setattr(fastserve, "locate_pack",
+                        lambda space, build, checkpoints: (built.append(checkpoints) or f"pack-{len(built)}", "origin"))
+    service = object.__new__(fastserve.FastVideoService)  # the state refresh() reads, without loading anything
+    service.space, service._checkpoints, service._active_seen = "s", dict(current), False
+    service._lock, service.train_if_missing, service.pack = threading.RLock(), True, "pack-0"
+    service.refresh()
+    assert built == [] and service.pack == "pack-0"  # no active.json: nothing read, nothing rebuilt
+    (tmp_path / "runs" / "active.json").write_text("{}")
+    service.refresh()
+    assert built == []  # the same checkpoints serve
+    current["dcdt"] = Path("run.safetensors")  # the studio serves a run now
+    service.refresh()
+    assert built == [{"dcdt": Path("run.safetensors")}] and service.pack == "pack-1"

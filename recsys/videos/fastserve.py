@@ -96,11 +96,13 @@ def serving_checkpoints(space: str) -> dict[str, Path | None]:
     return out
 
 
-def locate_pack(space: str, build_if_missing: bool = True) -> tuple[packs.Pack, str]:
-    """The serving pack of ``space`` for the checkpoints that serve now, and where it came from."""
+def locate_pack(space: str, build_if_missing: bool = True,
+                checkpoints: dict[str, Path | None] | None = None) -> tuple[packs.Pack, str]:
+    """The serving pack of ``space`` for ``checkpoints`` (default: those that serve now), and where it came from."""
     from recsys.data.videos import QUERIES_PATH, VIDEOS_PATH
 
-    key = packs.pack_key(space, [VIDEOS_PATH, QUERIES_PATH], serving_checkpoints(space))
+    checkpoints = serving_checkpoints(space) if checkpoints is None else checkpoints
+    key = packs.pack_key(space, [VIDEOS_PATH, QUERIES_PATH], checkpoints)
     cached = cache_dir("videos", "packs") / f"{key}.npz"
     for origin, path in (("shipped serving pack", shipped_pack_path(space)), ("cached serving pack", cached)):
         if not path.is_file():
@@ -141,7 +143,8 @@ class FastVideoService(VideoService):
 
         start = time.perf_counter()
         self.data = data if data is not None else CatalogData.load()
-        self.pack, self.pack_origin = locate_pack(space, build_if_missing)
+        self._checkpoints = serving_checkpoints(space)
+        self.pack, self.pack_origin = locate_pack(space, build_if_missing, self._checkpoints)
         self.embedder = query_encoder(encoder)
         if getattr(self.embedder, "space", self.embedder.name) != space:
             raise ValueError(f"query encoder {encoder} embeds into {getattr(self.embedder, 'space', '?')}, "
@@ -153,6 +156,7 @@ class FastVideoService(VideoService):
             raise RuntimeError(f"the serving pack {self.pack.key} lists other videos than the catalogue")
         self._lock = threading.RLock()
         self._torch: VideoService | None = None  # only for a model the pack cannot score
+        self._active_seen = False  # a studio run was served at some point: keep checking
         self.train_if_missing = build_if_missing
         self.answered = 0
         self.created_at, self.load_seconds = time.time(), time.perf_counter() - start
@@ -182,7 +186,23 @@ class FastVideoService(VideoService):
     def model_source(self, name: str) -> str:
         return self._source(check_model(name).name)
 
+    def refresh(self) -> None:
+        """Follow the studio: when another run is made to serve (``active.json``), switch to its pack.
+
+        Costs one ``stat`` while no run is active; the new pack is built with torch on first use.
+        """
+        if not (runs_dir() / "active.json").is_file() and not self._active_seen:
+            return
+        self._active_seen = True
+        checkpoints = serving_checkpoints(self.space)
+        if checkpoints != self._checkpoints:
+            with self._lock:
+                self.pack, self.pack_origin = locate_pack(self.space, self.train_if_missing, checkpoints)
+                self._checkpoints = checkpoints
+            log.info("serving pack switched to %s", self.pack_origin)
+
     def _encode(self, text: str) -> tuple[np.ndarray, float]:
+        self.refresh()
         start = time.perf_counter()
         vec = self.embedder.encode([text])
         return vec, (time.perf_counter() - start) * 1000
