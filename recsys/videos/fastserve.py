@@ -234,14 +234,14 @@ class FastVideoService(VideoService):
 
 def make_fast_service(backend: str = "auto", api_key: str | None = None) -> FastVideoService | None:
     """The fast service when the local embedder serves and has a torch-free encoder; else ``None``."""
-    from recsys.embed import LocalEmbedder
+    from recsys.embed import get_embedder
     from recsys.embed.onnx_query import encoder_for_space
     from recsys.embed.openai_backend import resolve_api_key
 
     choice = (backend or "auto").strip().lower()
     if choice == "openai" or (choice == "auto" and resolve_api_key(api_key) is not None):
         return None
-    space = LocalEmbedder.name
+    space = get_embedder("local").name  # the space the local embedder puts the catalogue in (constructing loads nothing)
     try:
         encoder = encoder_for_space(space)
     except KeyError as error:
@@ -257,9 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from recsys.data.videos import QUERIES_PATH, VIDEOS_PATH
-    from recsys.embed import LocalEmbedder
+    from recsys.embed import get_embedder
 
-    space = LocalEmbedder.name
+    space = get_embedder("local").name
     checkpoints = {name: shipped_checkpoint(name, space) for name in packs.NEURAL} if args.ship \
         else serving_checkpoints(space)
     key = packs.pack_key(space, [VIDEOS_PATH, QUERIES_PATH], checkpoints)
