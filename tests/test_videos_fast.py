@@ -221,3 +221,11 @@ def test_fast_service_follows_the_run_the_studio_serves(tmp_path, monkeypatch):
     current["dcdt"] = Path("run.safetensors")  # the studio serves a run now
     service.refresh()
     assert built == [{"dcdt": Path("run.safetensors")}] and service.pack == "pack-1"
+
+
+def test_openai_backends_are_served_by_the_torch_service(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    assert fastserve.make_fast_service("openai") is None
+    assert fastserve.make_fast_service("auto") is None  # a key is set: auto means OpenAI
+    monkeypatch.setenv("RECSYS_QUERY_ENCODER", "minilm-int8-onnx")
+    assert onnx_query.encoder_for_space("anything") == "minilm-int8-onnx"  # the override names the encoder
