@@ -280,10 +280,10 @@ class VideoService:
         Bad input raises :class:`ValueError` (message for the user).
         """
         prepared = prepare_query(query)
-        self.answered += 1
         names = [check_model(name).name for name in models]
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
+        self.answered += 1
         text = prepared.text
         vec, embed_ms = self._encode(text)
         out = {"query": text, "notices": prepared.notices, "truncated": prepared.truncated,
