@@ -167,6 +167,8 @@ def main() -> None:
 
     for notice in answer["notices"]:
         st.warning(notice)
+    if getattr(service, "serving_note", None):
+        st.text(service.serving_note)  # may quote a file path or a library's message: plain text
     if answer["fallback_reason"]:
         st.warning("OpenAI embeddings failed, so the local model is used instead. The server said:")
         st.text(str(answer["fallback_reason"]))

@@ -229,3 +229,15 @@ def test_openai_backends_are_served_by_the_torch_service(monkeypatch):
     assert fastserve.make_fast_service("auto") is None  # a key is set: auto means OpenAI
     monkeypatch.setenv("RECSYS_QUERY_ENCODER", "minilm-int8-onnx")
     assert onnx_query.encoder_for_space("anything") == "minilm-int8-onnx"  # the override names the encoder
+
+
+def test_a_broken_fast_path_falls_back_to_torch_and_says_why(monkeypatch):
+    from recsys.videos import serving
+
+    def broken(backend, api_key):
+        raise ModelIntegrityError("minilm-l6-v2-fp16w.onnx failed its integrity check")
+
+    monkeypatch.setattr(fastserve, "make_fast_service", broken)
+    service = serving.make_service("local")
+    assert type(service) is serving.VideoService
+    assert "integrity check" in service.serving_note and service.serving_note.startswith("Serving with torch")

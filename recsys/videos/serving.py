@@ -209,6 +209,9 @@ class VideoService:
     local model is followed by local items and the shipped checkpoint.
     """
 
+    #: why this service serves with torch although the fast path was asked for (set by :func:`make_service`)
+    serving_note: str | None = None
+
     def __init__(self, data: VideoData | None = None, embedder=None, backend: str = "auto",
                  api_key: str | None = None, train_if_missing: bool = True, serving_threads: int | None = 1):
         import torch
@@ -386,10 +389,17 @@ def make_service(backend: str = "auto", api_key: str | None = None, fast: bool =
     the torch-free :class:`~recsys.videos.fastserve.FastVideoService`; when it cannot serve
     (no fast encoder for the local embedder's space), or for OpenAI, :class:`VideoService`.
     """
+    note = None
     if fast:
         from recsys.videos import fastserve
 
-        service = fastserve.make_fast_service(backend, api_key)
+        try:
+            service = fastserve.make_fast_service(backend, api_key)
+        except Exception as error:  # a damaged encoder file, onnxruntime missing...: serve, slower, and say why
+            log.warning("torch-free serving is unavailable (%s); serving with torch", error)
+            service, note = None, f"Serving with torch (slower): the torch-free path is unavailable: {error}"
         if service is not None:
             return service
-    return VideoService(backend=backend, api_key=api_key)
+    service = VideoService(backend=backend, api_key=api_key)
+    service.serving_note = note
+    return service
