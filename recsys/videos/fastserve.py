@@ -250,6 +250,28 @@ def make_fast_service(backend: str = "auto", api_key: str | None = None) -> Fast
     return FastVideoService(space, encoder)
 
 
+def make_service(backend: str = "auto", api_key: str | None = None, fast: bool = True):
+    """The service the Ask page and the CLI use (through :func:`recsys.videos.serving.make_service`).
+
+    With the local embedder (``"local"``, or ``"auto"`` without an OpenAI key) and ``fast``,
+    the torch-free :class:`FastVideoService`; when it cannot serve
+    (no fast encoder for the local embedder's space, or a damaged file: said in ``serving_note``)
+    or for OpenAI, :class:`VideoService`.
+    """
+    note = None
+    if fast:
+        try:
+            service = make_fast_service(backend, api_key)
+        except Exception as error:  # a damaged encoder file, onnxruntime missing...: serve, slower, and say why
+            log.warning("torch-free serving is unavailable (%s); serving with torch", error)
+            service, note = None, f"Serving with torch (slower): the torch-free path is unavailable: {error}"
+        if service is not None:
+            return service
+    service = VideoService(backend=backend, api_key=api_key)
+    service.serving_note = note
+    return service
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="build the serving pack of the video models (needs torch)")
     parser.add_argument("--ship", action="store_true", help="write the committed pack of the shipped checkpoints "

@@ -383,23 +383,7 @@ class VideoService:
 
 
 def make_service(backend: str = "auto", api_key: str | None = None, fast: bool = True):
-    """The service the Ask page and the CLI use (tests replace this factory with one over fixtures).
+    """The service the Ask page and the CLI use (tests replace this factory): :func:`~recsys.videos.fastserve.make_service`."""
+    from recsys.videos import fastserve
 
-    With the local embedder (``"local"``, or ``"auto"`` without an OpenAI key) and ``fast``,
-    the torch-free :class:`~recsys.videos.fastserve.FastVideoService`; when it cannot serve
-    (no fast encoder for the local embedder's space), or for OpenAI, :class:`VideoService`.
-    """
-    note = None
-    if fast:
-        from recsys.videos import fastserve
-
-        try:
-            service = fastserve.make_fast_service(backend, api_key)
-        except Exception as error:  # a damaged encoder file, onnxruntime missing...: serve, slower, and say why
-            log.warning("torch-free serving is unavailable (%s); serving with torch", error)
-            service, note = None, f"Serving with torch (slower): the torch-free path is unavailable: {error}"
-        if service is not None:
-            return service
-    service = VideoService(backend=backend, api_key=api_key)
-    service.serving_note = note
-    return service
+    return fastserve.make_service(backend, api_key, fast)
