@@ -33,7 +33,6 @@ import hashlib
 import logging
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
