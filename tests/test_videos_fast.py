@@ -105,8 +105,9 @@ def test_concatenation_of_two_encoders(monkeypatch):
 def test_shipped_pack_is_current():
     """The committed pack was built from the committed checkpoints and data files (else rebuild it)."""
     from recsys.data.videos import QUERIES_PATH, VIDEOS_PATH
+    from recsys.embed import get_embedder
 
-    space = "minilm-l6-v2"
+    space = get_embedder("local").name  # the local default's space: the one the Ask page serves
     checkpoints = {name: fastserve.shipped_checkpoint(name, space) for name in packs.NEURAL}
     assert all(checkpoints.values())
     key = packs.pack_key(space, [VIDEOS_PATH, QUERIES_PATH], checkpoints)
@@ -148,7 +149,7 @@ def test_shipped_pack_scores_equal_the_torch_models_on_real_queries():
 
     service = VideoService(embedder=get_embedder("local"), train_if_missing=False)
     bundle = service.bundle()
-    pack = packs.load_pack(fastserve.shipped_pack_path("minilm-l6-v2"))
+    pack = packs.load_pack(fastserve.shipped_pack_path(service.embedder.name))
     q, _, texts, _ = bundle.items.split("validation")
     for name in pack.models:
         diff = np.abs(pack.scorer(name).scores(q, texts) - full_scores(bundle.model(name), q, texts)).max()
@@ -241,3 +242,25 @@ def test_a_broken_fast_path_falls_back_to_torch_and_says_why(monkeypatch):
     service = serving.make_service("local")
     assert type(service) is serving.VideoService
     assert "integrity check" in service.serving_note and service.serving_note.startswith("Serving with torch")
+
+
+class _EncA(_Unit):
+    def __init__(self):
+        super().__init__("enc-a", "A", [1, 0])
+
+
+class _EncB(_Unit):
+    def __init__(self):
+        super().__init__("enc-b", "B", [0, 1])
+
+
+@pytest.mark.timeout(30)
+def test_a_plus_name_builds_its_parts_through_the_registry(monkeypatch):
+    # a "+" name resolves each part by name, under the registry's (re-entrant) lock
+    monkeypatch.setitem(onnx_query.QUERY_ENCODERS, "enc-a", "test_videos_fast:_EncA")
+    monkeypatch.setitem(onnx_query.QUERY_ENCODERS, "enc-b", "test_videos_fast:_EncB")
+    monkeypatch.setattr(onnx_query, "_INSTANCES", {})
+    encoder = onnx_query.query_encoder("enc-a+enc-b")
+    assert encoder.space == "A+B" and encoder is onnx_query.query_encoder("enc-a+enc-b")
+    # [1, 0] and [0, 1] side by side / sqrt(2) = [0.7071, 0, 0, 0.7071]
+    assert encoder.encode(["x"])[0].tolist() == pytest.approx([0.70711, 0.0, 0.0, 0.70711], abs=1e-5)

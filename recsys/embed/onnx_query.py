@@ -33,13 +33,15 @@ QUERY_ENCODERS: dict[str, str] = {
     "minilm-onnx": "recsys.embed.onnx_minilm:OnnxMiniLM",  # fp32 compute, same validation MRR as torch
     "minilm-int8-onnx": "recsys.embed.onnx_minilm:OnnxMiniLMInt8",  # ~2x faster again, MRR@10 -0.01
     "minilm-numpy": "recsys.embed.numpy_bert:NumpyMiniLM",  # fp32, equal to the torch encoder to ~1e-7
+    # USE multilingual v3 is numpy already (recsys.embed.usem, where that module exists): its cache off
+    "use-multilingual-numpy": "recsys.embed.onnx_query:uncached_use",
 }
 #: embedding space (the embedder name a catalogue was embedded with) -> the fast encoder that serves it.
 #: ``$RECSYS_QUERY_ENCODER`` (a name as for :func:`query_encoder`) overrides it for every space.
-SPACE_DEFAULTS: dict[str, str] = {"minilm-l6-v2": "minilm-onnx"}
+SPACE_DEFAULTS: dict[str, str] = {"minilm-l6-v2": "minilm-onnx", "use-multilingual-v3": "use-multilingual-numpy"}
 
 _INSTANCES: dict[str, object] = {}
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # re-entrant: a "+" name builds its parts through query_encoder
 
 
 def register(name: str, target: str, space: str | None = None) -> None:
@@ -69,6 +71,19 @@ class ConcatQueryEncoder:
 
     def describe(self) -> str:
         return " + ".join(p.describe() if hasattr(p, "describe") else p.name for p in self.parts)
+
+
+def uncached_use():
+    """USE multilingual v3 in numpy (:class:`recsys.embed.usem.UseEmbedder`) without its disk cache.
+
+    Why no cache: a query is encoded in about a millisecond, less than a cache look-up and write
+    costs, and ``bench videos`` times queries with caches off.
+    """
+    from recsys.embed.usem import UseEmbedder
+
+    encoder = UseEmbedder(cache=False)
+    encoder.space = encoder.name
+    return encoder
 
 
 def _build(name: str):

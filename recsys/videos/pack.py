@@ -139,6 +139,8 @@ class DCDTScorer(PackScorer):
         score = (qh @ a["w_q"])[:, None] + a["prior"][None, :] + u[0] * qt + u[1] * qd + u[2] * qv
         if len(u) > 3:  # the cosine skip
             score = score + u[3] * (q @ a["t"].T) + u[4] * (q @ a["d"].T)
+        if "x" in a:  # a residual zero-shot cosine (item side pre-scaled)
+            score = score + q @ a["x"].T
         return score
 
     def contributions(self, q):
@@ -153,6 +155,8 @@ class DCDTScorer(PackScorer):
             title = title + u[3] * (a["t"] @ q[0])
             desc = desc + u[4] * (a["d"] @ q[0])
         rest = float(qh[0] @ a["w_q"]) + a["prior"]
+        if "x" in a:  # the residual cosine reads the whole text: neither field alone
+            rest = rest + a["x"] @ q[0]
         return np.stack([title, desc, rest], axis=1)
 
 
@@ -233,12 +237,15 @@ def model_arrays(name: str, model) -> dict[str, np.ndarray]:
     with torch.no_grad():
         if name == "dcdt":
             model.eval()
-            th, dh, kt, kd, prior, t, d = model._split_item(model.item_tower())
+            parts = model._split_item(model.item_tower())
+            th, dh, kt, kd, prior, t, d = parts[:7]
             w_q, _, _, u, _ = model._fusion_parts()
             out = {"A": model.query_net[0].weight, "a": model.query_net[0].bias, "W_q": model.W_q.weight,
                    "w_q": w_q, "u": u, "th": th, "dh": dh, "k_diff": kt - kd, "prior": prior}
             if model.config.cosine_skip:
                 out.update(t=t, d=d)
+            if getattr(model.config, "residual", False) and len(parts) > 7:  # a scaled zero-shot cosine term
+                out["x"] = parts[7]
             out = {k: _np(v) for k, v in out.items()}
             out["attn_dim"] = np.asarray(model.config.attn_dim)
             return out
