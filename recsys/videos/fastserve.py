@@ -123,15 +123,18 @@ def locate_pack(space: str, build_if_missing: bool = True,
     return packs.load_pack(cached), f"built now with torch ({time.perf_counter() - start:.0f} s), cached as {cached.name}"
 
 
-def build_arrays(space: str, key: str) -> dict[str, np.ndarray]:
-    """Build a pack with the torch service (items embedded by the local embedder, checkpoints loaded)."""
+def build_arrays(space: str, key: str, skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Build a pack with the torch service (items embedded by the local embedder, checkpoints loaded).
+
+    ``skip``: models left out (served by the torch service if asked for).
+    """
     from recsys.embed import get_embedder
 
     service = VideoService(embedder=get_embedder("local"))
     if service.embedder.name != space:
         raise RuntimeError(f"the local embedder is {service.embedder.name}, not {space}")
     bundle = service.bundle(progress=False)
-    models = [name for name in model_names() if name in packs.SCORERS]
+    models = [name for name in model_names() if name in packs.SCORERS and name not in skip]
     return packs.build_pack(bundle, key, space, models)
 
 
@@ -286,7 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         else serving_checkpoints(space)
     key = packs.pack_key(space, [VIDEOS_PATH, QUERIES_PATH], checkpoints)
     target = shipped_pack_path(space) if args.ship else cache_dir("videos", "packs") / f"{key}.npz"
-    packs.save_pack(target, build_arrays(space, key))
+    # the committed pack holds only what the repository can rebuild: no model trained on the fly
+    skip = tuple(name for name, path in checkpoints.items() if path is None) if args.ship else ()
+    if skip:
+        log.warning("no shipped checkpoint of %s for %s: left out of the pack", ", ".join(skip), space)
+    packs.save_pack(target, build_arrays(space, key, skip))
     log.info("wrote %s (%.1f MB, key %s)", target, target.stat().st_size / 1e6, key)
     return 0
 
