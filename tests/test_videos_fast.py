@@ -160,7 +160,7 @@ FRESH_QUERY = """
 import json, sys
 from recsys.videos import serving
 service = serving.make_service("local")
-answer = service.recommend_many("特征值是什么", list(serving.model_names()), k=3, explain=True)
+answer = service.recommend_many("特征值是什么", service.pack.models, k=3, explain=True)
 print(json.dumps({"type": type(service).__name__, "heavy": [m for m in ("torch", "sentence_transformers",
                   "transformers") if m in sys.modules], "dcdt": answer["results"]["dcdt"]["results"][0]}))
 """
@@ -174,7 +174,7 @@ def test_serving_a_query_imports_no_torch(tmp_path):
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert out["type"] == "FastVideoService"
+    assert out["type"] == "FastVideoService"  # every model of the shipped pack answered, none imported torch
     assert out["heavy"] == []  # "torch" not in sys.modules after a query
     assert set(out["dcdt"]["why"]) == {"title", "description", "rest"}
 
