@@ -264,3 +264,15 @@ def test_a_plus_name_builds_its_parts_through_the_registry(monkeypatch):
     assert encoder.space == "A+B" and encoder is onnx_query.query_encoder("enc-a+enc-b")
     # [1, 0] and [0, 1] side by side / sqrt(2) = [0.7071, 0, 0, 0.7071]
     assert encoder.encode(["x"])[0].tolist() == pytest.approx([0.70711, 0.0, 0.0, 0.70711], abs=1e-5)
+
+
+def test_bench_times_a_concatenation_with_every_part_uncached():
+    from recsys.embed import LocalEmbedder
+    from recsys.videos.bench import uncached_embedder
+
+    class Pair:  # the shape of a concatenating embedder: parts, rebuilt from them
+        def __init__(self, *parts):
+            self.parts = parts
+
+    fresh, ok = uncached_embedder(Pair(LocalEmbedder(), LocalEmbedder()))
+    assert ok and isinstance(fresh, Pair) and all(p._cache_opt is False for p in fresh.parts)

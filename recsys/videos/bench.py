@@ -42,13 +42,26 @@ def _percentiles(values: Sequence[float]) -> dict[str, float]:
 
 
 def uncached_embedder(embedder):
-    """An embedder computing every query afresh (for honest end-to-end timings), when one can be made."""
+    """An embedder computing every query afresh (for honest end-to-end timings), when one can be made.
+
+    MiniLM keeps its model folder; a concatenation (``parts``) is rebuilt from uncached parts;
+    another local embedder is rebuilt with ``cache=False``; one that cannot be (OpenAI) is kept as is.
+    """
     from recsys.embed import LocalEmbedder
 
     active = getattr(embedder, "active", embedder)
     if isinstance(active, LocalEmbedder):
         return LocalEmbedder(cache=False, model_dir=active.model_dir), True
-    return embedder, False
+    parts = getattr(active, "parts", None)
+    if parts:
+        fresh = [uncached_embedder(part) for part in parts]
+        if all(ok for _, ok in fresh):
+            return type(active)(*(part for part, _ in fresh)), True
+        return embedder, False
+    try:
+        return type(active)(cache=False), True
+    except Exception:  # needs arguments (a key, a server): time it as it is, and say the cache is on
+        return embedder, False
 
 
 def _timed(fn) -> float:
