@@ -188,7 +188,7 @@ def test_bench_table_reads_ratios():
     # torch 10 / 20 ms, fast 1.5 / 6 ms -> ratios 0.15 and 0.30; targets: p50 1.5 <= 2 yes, p99 6 <= 5 no
     report = {"models": {"dcdt": {"torch/end_to_end": pct(10.0, 20.0), "torch/scoring": pct(0.5, 1.0),
                                   "fast/end_to_end": pct(1.5, 6.0), "fast/scoring": pct(0.2, 0.4), "n": 3}},
-              "n_queries": 3, "split": "test", "n_videos": 5, "embedding_cache": "off", "torch_threads": 1,
+              "n_queries": 3, "split": "test", "n_videos": 5, "embedder": "e", "embedding_cache": "off", "torch_threads": 1,
               "paper_claim_ms": 10.0, "load_average": [1.0, 1.0, 1.0], "load_average_after": [2.0, 2.0, 2.0],
               "cpus": 2, "fast_encoder": "enc", "encoders": {"torch fp32": pct(8.0, 16.0), "minilm-onnx": pct(2.0, 4.0)},
               "quality": {"split": "validation", "n_queries": 3, "served": "minilm-onnx", "encoders": {
