@@ -77,6 +77,17 @@ def _render_results(record: dict, names: dict[str, str]) -> None:
                 st.caption(md_escape(why))
 
 
+def _waited_line(waited_ms: float, first_query: bool, loaded_now: bool, load_seconds: float | None) -> str:
+    """What the user waited for, labelled: the first query of a server, and any loading it included."""
+    label = "First query on this server: " if first_query else ""
+    loading = ""
+    if loaded_now and load_seconds is not None:
+        loading = f", including {load_seconds:.2f} s loading the recommender (encoder and video side)"
+    elif first_query and load_seconds is not None:
+        loading = f"; the recommender (encoder and video side) had loaded in {load_seconds:.2f} s when the page opened"
+    return f"{label}{waited_ms:.0f} ms from pressing Enter to this answer on the page{loading}"
+
+
 def _render_neighbours(neighbours: list[dict], titles: dict[str, str]) -> None:
     with st.expander("Why: the closest training queries", expanded=False):
         st.caption("Labelled training queries nearest to yours by embedding cosine, and the videos they were "
@@ -105,6 +116,7 @@ def main() -> None:
     backend, api_key, k = _settings()
 
     page_start = time.perf_counter()  # what the user waits for starts here (loading the service included)
+    run_wall = time.time()
     try:
         service = load_service(backend, api_key)
     except Exception as error:  # missing assets, unloadable model: a message, not a traceback
@@ -140,10 +152,11 @@ def main() -> None:
         st.warning("Choose at least one model.")
         return
 
+    first_query = getattr(service, "answered", 0) == 0
+    loaded_now = getattr(service, "created_at", 0.0) >= run_wall  # the service was loaded in this very run
     try:
         with st.spinner("Recommending… (the first query loads the models)"):
             answer = service.recommend_many(query, models, k=k, explain=True)
-        waited_ms = (time.perf_counter() - page_start) * 1000  # service loading included
     except ValueError as error:  # our own message about the input
         st.warning(md_escape(str(error)))
         return
@@ -154,11 +167,13 @@ def main() -> None:
 
     for notice in answer["notices"]:
         st.warning(notice)
+    if getattr(service, "serving_note", None):
+        st.text(service.serving_note)  # may quote a file path or a library's message: plain text
     if answer["fallback_reason"]:
         st.warning("OpenAI embeddings failed, so the local model is used instead. The server said:")
         st.text(str(answer["fallback_reason"]))
-    st.caption(f"Encoder: {md_escape(answer['backend'])} · query embedded in {answer['embed_ms']:.1f} ms · "
-               f"{waited_ms:.0f} ms from pressing Enter to this answer (includes any model loading)")
+    st.caption(f"Encoder: {md_escape(answer['backend'])} · query embedded in {answer['embed_ms']:.1f} ms")
+    waited = st.empty()  # filled once the results are on the page: what the user waited for, rendering included
 
     if len(models) == 1:
         _render_results(answer["results"][models[0]], names)
@@ -169,6 +184,8 @@ def main() -> None:
                 _render_results(answer["results"][name], names)
     titles = dict(zip(service.data.catalog["video_id"], service.data.catalog["title"]))
     _render_neighbours(answer.get("neighbours", []), titles)
+    waited_ms = (time.perf_counter() - page_start) * 1000  # service loading and rendering included
+    waited.caption(_waited_line(waited_ms, first_query, loaded_now, getattr(service, "load_seconds", None)))
 
 
 main()

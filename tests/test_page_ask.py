@@ -68,10 +68,14 @@ def test_typing_a_query_shows_results_with_latency_and_backend(page):
     assert "gram schmidt" in text.lower()  # titles of the qr fixture videos are shown
     assert "ms for this answer" in text and "Encoder: fake hashing embedder" in text
     assert "from pressing Enter to this answer" in text
+    assert "First query on this server:" in text  # the first answer is labelled (it may include loading)
     # DCDT's why: the score split by modality (the three parts sum to the score)
     assert "why: title" in text and "sum = score" in text and "DCDT score" in text
     assert any(t.value.startswith("checkpoint: trained now") for t in page.text)  # which checkpoint serves
     assert not page.get("progress")  # the old ~50/50 attention bar is gone
+    page.text_input(key="ask_query").input("determinant volume").run()
+    text = _texts(page)
+    assert "from pressing Enter to this answer" in text and "First query on this server" not in text
 
 
 def test_model_picker_comes_from_the_registry(page):

@@ -232,8 +232,8 @@ def test_bench_reports_percentiles(service):
     report = bench.bench_videos(service, ["dcdt", "embedding", "bm25"], k=5)
     for row in report["models"].values():
         assert row["n"] == 16
-        assert 0 < row["scoring"]["p50_ms"] <= row["scoring"]["p99_ms"]
-        assert row["end_to_end"]["p50_ms"] >= row["scoring"]["p50_ms"]
+        assert 0 < row["torch/scoring"]["p50_ms"] <= row["torch/scoring"]["p99_ms"]
+        assert row["torch/end_to_end"]["p50_ms"] >= row["torch/scoring"]["p50_ms"]
     assert "| DCDT |" in bench.render_bench(report)
 
 

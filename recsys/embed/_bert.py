@@ -76,19 +76,33 @@ class TinyBert(torch.nn.Module):
 
     @torch.inference_mode()
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if input_ids.shape[1] > self.cfg.max_position_embeddings:
+            raise ValueError(f"sequence of {input_ids.shape[1]} tokens > {self.cfg.max_position_embeddings}")
+        return self.layers(self.embed(input_ids), attention_mask)
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Word + position + token-type embeddings, LayerNorm: ``[B, t] -> [B, t, hidden]``."""
         cfg, w = self.cfg, self.w
-        b, t = input_ids.shape
-        if t > cfg.max_position_embeddings:
-            raise ValueError(f"sequence of {t} tokens > {cfg.max_position_embeddings}")
+        t = input_ids.shape[1]
         x = (F.embedding(input_ids, w["embeddings.word_embeddings.weight"])
              + w["embeddings.position_embeddings.weight"][:t].unsqueeze(0)
              + w["embeddings.token_type_embeddings.weight"][0])
-        x = F.layer_norm(x, (cfg.hidden_size,), w["embeddings.LayerNorm.weight"],
-                         w["embeddings.LayerNorm.bias"], cfg.layer_norm_eps)
+        return F.layer_norm(x, (cfg.hidden_size,), w["embeddings.LayerNorm.weight"],
+                            w["embeddings.LayerNorm.bias"], cfg.layer_norm_eps)
+
+    def layers(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The encoder layers over embedded tokens ``[B, t, hidden]``; no mask: every token is real.
+
+        Split from :meth:`embed` so the ONNX export (:mod:`recsys.embed.onnx_build`) can leave the
+        90 MB word-embedding table out of the graph (serving looks the rows up in numpy).
+        """
+        cfg, w = self.cfg, self.w
+        b, t, _ = x.shape
         nh = cfg.num_attention_heads
         hd = cfg.hidden_size // nh
         # additive mask: padding keys get a large negative score (same as transformers)
-        bias = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * torch.finfo(x.dtype).min
+        bias = None if attention_mask is None else (
+            (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * torch.finfo(x.dtype).min)
         for i in range(cfg.num_hidden_layers):
             p = f"encoder.layer.{i}."
             qkv = F.linear(x, *self.qkv[i]).view(b, t, 3, nh, hd).permute(2, 0, 3, 1, 4)

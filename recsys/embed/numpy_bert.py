@@ -38,7 +38,9 @@ def _gelu(x: np.ndarray) -> np.ndarray:
 class NumpyMiniLM:
     """``NumpyMiniLM().encode(texts) -> [n, 384]`` unit rows, as :class:`recsys.embed.local.MiniLM`."""
 
-    name = "minilm-l6-v2"
+    name = "minilm-numpy"
+    space = "minilm-l6-v2"  # the same vectors as the torch encoder (to ~1e-7)
+    dim = 384
 
     def __init__(self, model_dir: Path | None = None, expected_sha256: str = MINILM_SHA256):
         from safetensors.numpy import load_file
@@ -83,7 +85,14 @@ class NumpyMiniLM:
         return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
 
     def encode(self, texts: list[str], progress=False) -> np.ndarray:
+        """Unit rows; texts are cleaned as :class:`recsys.embed.local.LocalEmbedder` cleans them."""
+        from recsys.embed.text import prepare_texts
+
+        texts = prepare_texts(texts, max_chars=4000)
         out = np.zeros((len(texts), self.cfg["hidden_size"]), dtype=np.float32)
         for row, encoding in enumerate(self.tokenizer.encode_batch(list(texts))):
             out[row] = self._one(encoding.ids)
         return out
+
+    def describe(self) -> str:
+        return "all-MiniLM-L6-v2 in numpy (fp32, 384-d, sha256-verified)"

@@ -18,8 +18,6 @@ by spaces), a short English stop list, and a light suffix stemmer
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,41 +25,12 @@ import numpy as np
 import torch
 
 from recsys.models.base import Batch, FittedRecommender
+from recsys.retrieval.words import STOPWORDS, stem, tokenize  # noqa: F401 - re-exported
 
 __all__ = ["BM25", "BM25Config", "stem", "tokenize"]
 
 #: the batch key BM25 reads (same string as ``recsys.videos.prep.QUERY_TEXT``; models import no domain code)
 QUERY_TEXT_KEY = "query_text"
-
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
-_CJK = re.compile(r"([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff])")
-STOPWORDS = frozenset(
-    "a an and are as at be by can do does for from how i in is it its me my of on or that the this "
-    "to was what when where which who why will with you your".split()
-)
-
-
-def stem(token: str) -> str:
-    """A very light English stemmer; words of 4 letters or fewer are kept as they are."""
-    if len(token) <= 4 or not token.isascii():
-        return token
-    for suffix, repl in (("ies", "y"), ("sses", "ss"), ("ing", ""), ("ed", ""), ("ly", ""), ("es", ""), ("s", "")):
-        if token.endswith(suffix) and len(token) - len(suffix) >= 3:
-            if suffix == "s" and token.endswith("ss"):
-                return token
-            if suffix == "es" and not token.endswith(("ches", "shes", "xes", "zes", "sses")):
-                return token[:-1]  # "matrices" -> "matrice", "bases" -> "base"
-            if suffix in ("ing", "ed") and token[: -len(suffix)].endswith(("iz", "at")):
-                return token[: -len(suffix)] + "e"  # "diagonalizing" -> "diagonalize"
-            return token[: -len(suffix)] + repl
-    return token
-
-
-def tokenize(text: str) -> list[str]:
-    text = unicodedata.normalize("NFKC", text).lower()
-    text = _CJK.sub(r" \1 ", text)
-    return [stem(word) for word in _WORD.findall(text) if word not in STOPWORDS]
-
 
 @dataclass
 class BM25Config:

@@ -1,23 +1,38 @@
-"""Latency of one query per video model (``bench videos``): end to end and scoring + top-k alone.
+"""Latency of one query per video model (``bench videos``): today's torch path against the torch-free one.
 
-The paper claims a recommendation in under 10 ms; we time, warm, embedding the query
-(MiniLM with its cache off when possible, so every query is really encoded), then
-``full_sort_predict`` + :func:`recsys.retrieval.topk.top_k` over the whole catalogue.
+The paper claims a recommendation in under 10 ms; issue 11 asks for about a millisecond
+(p50 <= 2 ms, p99 <= 5 ms, one thread, cache off). We time, warm, one query at a time:
+
+* **torch** (the path before issue 11): the fp32 MiniLM in torch with its embedding cache
+  off, then the model's ``full_sort_predict`` and :func:`recsys.retrieval.topk.top_k`;
+* **fast** (:class:`recsys.videos.fastserve.FastVideoService`): the torch-free query
+  encoder (int8 MiniLM on ONNX Runtime), the serving pack's numpy scorer, the same top-k.
+
+The two run *interleaved query by query*, so both see the same load on a shared machine;
+the ratio (fast / torch) is the number to read, and the machine's load average is printed
+with it. The encoders are also timed alone (torch, numpy fp32, ONNX int8), and the
+validation split's MRR@10 of every model is computed with fp32 and with int8 query
+vectors (the int8 encoder must stay within 0.005 of fp32).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from recsys.eval import videos as video_eval
 from recsys.retrieval.topk import top_k
-from recsys.train.loop import cpu_threads
 from recsys.videos.serving import VideoService, display_name, model_names
+
+log = logging.getLogger(__name__)
+
+#: issue 11's targets for the fast path, end to end, one thread
+TARGET_P50_MS, TARGET_P99_MS = 2.0, 5.0
 
 
 def _percentiles(values: Sequence[float]) -> dict[str, float]:
@@ -27,97 +42,201 @@ def _percentiles(values: Sequence[float]) -> dict[str, float]:
 
 
 def uncached_embedder(embedder):
-    """An embedder computing every query afresh (for honest end-to-end timings), when one can be made."""
+    """An embedder computing every query afresh (for honest end-to-end timings), when one can be made.
+
+    MiniLM keeps its model folder; a concatenation (``parts``) is rebuilt from uncached parts;
+    another local embedder is rebuilt with ``cache=False``; one that cannot be (OpenAI) is kept as is.
+    """
     from recsys.embed import LocalEmbedder
 
     active = getattr(embedder, "active", embedder)
     if isinstance(active, LocalEmbedder):
         return LocalEmbedder(cache=False, model_dir=active.model_dir), True
-    return embedder, False
+    parts = getattr(active, "parts", None)
+    if parts:
+        fresh = [uncached_embedder(part) for part in parts]
+        if all(ok for _, ok in fresh):
+            return type(active)(*(part for part, _ in fresh)), True
+        return embedder, False
+    try:
+        return type(active)(cache=False), True
+    except Exception:  # needs arguments (a key, a server): time it as it is, and say the cache is on
+        return embedder, False
 
 
-def bench_videos(service: VideoService, models: Sequence[str] | None = None, k: int = 10, split: str = "test",
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1000
+
+
+def bench_videos(service, models: Sequence[str] | None = None, k: int = 10, split: str = "test",
                  repeats: int = 1, progress: bool = False, threads: int | None = 1) -> dict[str, Any]:
-    """p50/p99 latency of one query: end to end (embed + score + top-k) and scoring + top-k alone, warm.
+    """p50/p99 of one query, torch path and (when ``service`` is the fast one) the fast path, interleaved.
 
-    ``threads``: torch CPU threads while timing (1 by default: one query is far too
-    small to gain from intra-op parallelism, and a shared machine punishes spinning threads).
+    ``threads``: torch CPU threads while timing (1 by default: one query is far too small to
+    gain from intra-op parallelism, and a shared machine punishes spinning threads); the
+    fast encoder's ONNX Runtime session uses one thread.
     """
+    from recsys.train.loop import cpu_threads  # torch: the baseline needs it
+
     with cpu_threads(threads):
         return _bench(service, list(models or model_names()), k, split, repeats, progress)
 
 
 def _bench(service, models, k, split, repeats, progress) -> dict[str, Any]:
+    import torch
     from tqdm.auto import tqdm
 
+    fast = service if hasattr(service, "pack") else None
+    if fast is not None:
+        from recsys.embed import get_embedder
+
+        service = VideoService(embedder=get_embedder("local"), train_if_missing=False)
     bundle = service.bundle(progress=progress)
     _, _, texts, _ = bundle.items.split(split)
     fresh, uncached = uncached_embedder(service.embedder)
-    for name in models:
-        bundle.model(name)
     fresh.encode([texts[0]])  # warm: load the model
     rows = {}
     for name in tqdm(models, desc="bench", disable=not progress):
+        bundle.model(name)
+        paths = {"torch": lambda text: top_k(bundle.scores(name, fresh.encode([text]), [text]), k)}
+        if fast is not None:
+            scorer = fast.pack.scorer(name) if name in fast.pack.models else None
+            paths["fast"] = lambda text: top_k((scorer.scores if scorer else lambda v, t: fast._scores(name, v, t[0]))(
+                fast.embedder.encode([text]), [text]), k)
         vec0 = fresh.encode([texts[0]])
-        for _ in range(5):  # warm-up
-            top_k(bundle.scores(name, vec0, [texts[0]]), k)
-        total, scoring = [], []
+        scoring = {"torch": lambda text: top_k(bundle.scores(name, vec0, [text]), k)}
+        if fast is not None:
+            fvec0 = fast.embedder.encode([texts[0]])
+            scoring["fast"] = lambda text: top_k(fast._scores(name, fvec0, text), k)
+        for fn in (*paths.values(), *scoring.values()):  # warm-up
+            for _ in range(3):
+                fn(texts[0])
+        times = {f"{p}/{kind}": [] for p in paths for kind in ("end_to_end", "scoring")}
         for _ in range(repeats):
             for text in texts:
-                t0 = time.perf_counter()
-                vec = fresh.encode([text])
-                t1 = time.perf_counter()
-                top_k(bundle.scores(name, vec, [text]), k)
-                t2 = time.perf_counter()
-                total.append((t2 - t0) * 1000)
-                scoring.append((t2 - t1) * 1000)
-        rows[name] = {"end_to_end": _percentiles(total), "scoring": _percentiles(scoring), "n": len(total)}
-    return {"models": rows, "n_queries": len(texts), "n_videos": bundle.items.n_videos,
-            "embedder": bundle.items.embedder_name, "embedding_cache": "off" if uncached else "on",
-            "torch_threads": torch.get_num_threads(), "paper_claim_ms": video_eval.PAPER_LATENCY_MS,
-            "encoders": _bench_encoders(fresh, texts, repeats) if uncached else {}}
+                for p in paths:
+                    times[f"{p}/end_to_end"].append(_timed(lambda: paths[p](text)))
+                    times[f"{p}/scoring"].append(_timed(lambda: scoring[p](text)))
+        rows[name] = {key: _percentiles(values) for key, values in times.items()}
+        rows[name]["n"] = len(times["torch/end_to_end"])
+    report = {"models": rows, "n_queries": len(texts), "split": split, "n_videos": bundle.items.n_videos,
+              "embedder": bundle.items.embedder_name, "embedding_cache": "off" if uncached else "on",
+              "torch_threads": torch.get_num_threads(), "paper_claim_ms": video_eval.PAPER_LATENCY_MS,
+              "load_average": list(os.getloadavg()), "cpus": os.cpu_count(),
+              "fast_encoder": fast.embedder.describe() if fast else None, "pack": fast.pack_origin if fast else None,
+              "encoders": {}, "quality": {}}
+    if uncached:
+        report["encoders"] = _bench_encoders(fresh, fast, texts, repeats)
+    if fast is not None:
+        report["quality"] = _quality(bundle.items, fast, models)
+    report["load_average_after"] = list(os.getloadavg())
+    return report
 
 
-def _bench_encoders(torch_embedder, texts, repeats) -> dict[str, Any]:
-    """One query encoded by the torch MiniLM and by the numpy port of the same weights, interleaved.
+def fast_encoders(fast) -> dict[str, Any]:
+    """The served fast encoder and every other registered torch-free encoder of the same space."""
+    from recsys.embed.onnx_query import QUERY_ENCODERS, query_encoder
 
-    Interleaving query by query exposes both to the same load on a shared machine; the
-    ratio (numpy / torch) is the number to read.
-    """
+    out = {fast.embedder.name: fast.embedder}
+    for name in QUERY_ENCODERS:
+        if name not in out:
+            try:
+                encoder = query_encoder(name)
+            except Exception as error:  # an encoder whose files are missing must not stop the bench
+                log.warning("skipping query encoder %s: %s", name, error)
+                continue
+            if getattr(encoder, "space", None) == fast.space:
+                out[name] = encoder
+    return out
+
+
+def _bench_encoders(torch_embedder, fast, texts, repeats) -> dict[str, Any]:
+    """One query encoded by the torch MiniLM and each torch-free encoder of its space, interleaved query by query."""
     from recsys.embed.numpy_bert import NumpyMiniLM
 
-    port = NumpyMiniLM(torch_embedder.model_dir)
-    port.encode([texts[0]])
-    times: dict[str, list[float]] = {"torch": [], "numpy": []}
+    encoders = {"torch fp32": torch_embedder.encode}
+    if fast is not None:
+        encoders.update({name: e.encode for name, e in fast_encoders(fast).items()})
+    else:
+        encoders["minilm-numpy"] = NumpyMiniLM(torch_embedder.model_dir).encode
+    times: dict[str, list[float]] = {name: [] for name in encoders}
+    for encode in encoders.values():
+        encode([texts[0]])
     for _ in range(repeats):
         for text in texts:
-            for name, encode in (("torch", torch_embedder.encode), ("numpy", port.encode)):
-                t0 = time.perf_counter()
-                encode([text])
-                times[name].append((time.perf_counter() - t0) * 1000)
+            for name, encode in encoders.items():
+                times[name].append(_timed(lambda: encode([text])))
     return {name: _percentiles(values) for name, values in times.items()}
+
+
+def _quality(items, fast, models, split: str = "validation") -> dict[str, Any]:
+    """Validation MRR@10 (and accuracy) of each packed model with the torch fp32 query vectors and with each
+    torch-free encoder's (same catalogue side and scorers: only the query vectors differ)."""
+    fp32, relevant, texts, _ = items.split(split)
+    vectors = {"torch fp32": fp32, **{name: e.encode(texts) for name, e in fast_encoders(fast).items()}}
+    out = {"split": split, "n_queries": len(texts), "served": fast.embedder.name, "encoders": {}}
+    for label, vecs in vectors.items():
+        cosine = (fp32 * vecs).sum(1)
+        out["encoders"][label] = {"cosine_mean": float(cosine.mean()), "cosine_min": float(cosine.min()),
+                                  "max_abs_diff": float(np.abs(fp32 - vecs).max()), "models": {
+            name: video_eval.evaluate_scores(fast.pack.scorer(name).scores(vecs, texts), relevant,
+                                             metrics=("accuracy", "mrr@10"))
+            for name in models if name in fast.pack.models}}
+    return out
 
 
 def render_bench(report: dict[str, Any]) -> str:
     claim = report["paper_claim_ms"]
-    lines = [f"Latency of one query over {report['n_queries']} test queries, {report['n_videos']} videos, "
-             f"embedder {report['embedder']} (embedding cache {report['embedding_cache']}), "
-             f"{report['torch_threads']} torch threads, warm.",
-             "",
-             "| Model | end-to-end p50 (ms) | end-to-end p99 (ms) | scoring+top-k p50 (ms) | scoring+top-k p99 (ms) "
-             f"| end to end < {claim:g} ms (paper's claim): p50 / p99 |",
-             "|---|---|---|---|---|---|"]
-    for name, row in report["models"].items():
-        e, s = row["end_to_end"], row["scoring"]
-        ok = f"{'yes' if e['p50_ms'] < claim else 'no'} / {'yes' if e['p99_ms'] < claim else 'no'}"
-        lines.append(f"| {display_name(name)} | {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | "
-                     f"{s['p50_ms']:.3f} | {s['p99_ms']:.3f} | {ok} |")
+    load = ", ".join(f"{x:.2f}" for x in report.get("load_average", []))
+    after = ", ".join(f"{x:.2f}" for x in report.get("load_average_after", []))
+    has_fast = any("fast/end_to_end" in row for row in report["models"].values())
+    lines = [f"Latency of one query over {report['n_queries']} {report.get('split', 'test')} queries, {report['n_videos']} videos, "
+             f"embedding cache {report['embedding_cache']}, {report['torch_threads']} torch thread(s), warm. "
+             f"{report.get('cpus')} CPUs, load average (1, 5, 15 min) {load} before and {after} after: "
+             "read the ratios, not the milliseconds.", ""]
+    if has_fast:
+        lines += [f"torch = the {report['embedder']} embedder as served before issue 11 (MiniLM in torch, fp32, "
+                  "cache off) + the model's full_sort_predict + top-k; "
+                  f"fast = {report['fast_encoder']} + the serving pack's numpy scorer + top-k. Interleaved query by "
+                  f"query; ratio = fast / torch; targets p50 <= {TARGET_P50_MS:g} ms, p99 <= {TARGET_P99_MS:g} ms.", "",
+                  "| Model | torch p50 (ms) | torch p99 (ms) | fast p50 (ms) | fast p99 (ms) | p50 ratio | p99 ratio "
+                  "| fast scoring+top-k p50 (ms) | fast meets targets: p50 / p99 |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for name, row in report["models"].items():
+            old, new, s = row["torch/end_to_end"], row["fast/end_to_end"], row["fast/scoring"]
+            ok = f"{'yes' if new['p50_ms'] <= TARGET_P50_MS else 'no'} / {'yes' if new['p99_ms'] <= TARGET_P99_MS else 'no'}"
+            lines.append(f"| {display_name(name)} | {old['p50_ms']:.2f} | {old['p99_ms']:.2f} | {new['p50_ms']:.2f} | "
+                         f"{new['p99_ms']:.2f} | {new['p50_ms'] / old['p50_ms']:.2f} | "
+                         f"{new['p99_ms'] / old['p99_ms']:.2f} | {s['p50_ms']:.3f} | {ok} |")
+    else:
+        lines += ["| Model | end-to-end p50 (ms) | end-to-end p99 (ms) | scoring+top-k p50 (ms) | scoring+top-k p99 (ms) "
+                  f"| end to end < {claim:g} ms (paper's claim): p50 / p99 |", "|---|---|---|---|---|---|"]
+        for name, row in report["models"].items():
+            e, s = row["torch/end_to_end"], row["torch/scoring"]
+            ok = f"{'yes' if e['p50_ms'] < claim else 'no'} / {'yes' if e['p99_ms'] < claim else 'no'}"
+            lines.append(f"| {display_name(name)} | {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | "
+                         f"{s['p50_ms']:.3f} | {s['p99_ms']:.3f} | {ok} |")
     encoders = report.get("encoders") or {}
     if encoders:
-        base = encoders["torch"]
-        lines += ["", "Query encoder alone (MiniLM, same weights, interleaved query by query; ratio = numpy / torch):", "",
-                  "| Encoder | p50 (ms) | p99 (ms) | p50 ratio | p99 ratio |", "|---|---|---|---|---|"]
+        base = encoders["torch fp32"]
+        lines += ["", "Query encoder alone (same weights, interleaved query by query; ratio = encoder / torch fp32):",
+                  "", "| Encoder | p50 (ms) | p99 (ms) | p50 ratio | p99 ratio |", "|---|---|---|---|---|"]
         for name, row in encoders.items():
             lines.append(f"| {name} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
                          f"{row['p50_ms'] / base['p50_ms']:.2f} | {row['p99_ms'] / base['p99_ms']:.2f} |")
+    quality = report.get("quality") or {}
+    if quality.get("encoders"):
+        base = quality["encoders"]["torch fp32"]["models"]
+        names = list(base)
+        lines += ["", f"Quality by query encoder ({quality['split']} split, {quality['n_queries']} queries; the same "
+                      "catalogue side and numpy scorers, only the query vectors differ; served: "
+                      f"{quality['served']}). MRR@10 per model, and its difference from torch fp32:", "",
+                  "| Encoder | cosine to fp32: mean / min | " + " | ".join(display_name(n) for n in names) + " |",
+                  "|---|---|" + "---|" * len(names)]
+        for label, row in quality["encoders"].items():
+            cells = [f"{row['models'][n]['mrr@10']:.4f} ({row['models'][n]['mrr@10'] - base[n]['mrr@10']:+.4f})"
+                     for n in names]
+            lines.append(f"| {label} | {row['cosine_mean']:.5f} / {row['cosine_min']:.5f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

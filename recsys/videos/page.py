@@ -57,9 +57,20 @@ def why_line(item: dict) -> str:
 
 
 def results_dir() -> Path:
-    from recsys.videos.experiments import RESULTS_DIR
+    """``recsys.videos.experiments.RESULTS_DIR`` without importing that module when it is not loaded yet.
 
-    return RESULTS_DIR
+    Why: the experiments import the training code and torch (~6 s on a busy 2-core machine), and the
+    Ask page reads this on its first run; a process that loaded the module (a test pointing the
+    tables elsewhere, the CLI) gets its value.
+    """
+    import sys
+
+    experiments = sys.modules.get("recsys.videos.experiments")
+    if experiments is not None:
+        return experiments.RESULTS_DIR
+    from recsys.paths import PROJECT_ROOT
+
+    return PROJECT_ROOT / "docs" / "results" / "videos"  # = experiments.RESULTS_DIR
 
 
 def result_tables() -> dict[str, pd.DataFrame]:

@@ -16,7 +16,11 @@ A checkpoint of another embedder is skipped (:class:`~recsys.videos.training.Che
 a damaged or foreign file (a pickle, random bytes, a truncated file, another model's
 checkpoint) is refused with a message naming it, and serving goes on with the next
 source; the refusal is part of the model's *source* line, which the page shows.
-This module never imports streamlit; ``app_pages/ask.py`` is UI only.
+This module never imports streamlit; ``app_pages/ask.py`` is UI only. Importing it
+does not import torch either: :func:`make_service` gives the local embedder's queries to
+the torch-free :class:`recsys.videos.fastserve.FastVideoService` (numpy / ONNX Runtime
+over a pre-computed serving pack), and :class:`VideoService` (torch) serves the other
+backends, builds the packs and is what tests of the models use.
 """
 
 from __future__ import annotations
@@ -31,13 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from recsys import registry
-from recsys.artifacts import ArtifactError
 from recsys.retrieval.topk import top_k
-from recsys.videos import training
-from recsys.videos.prep import VideoData, VideoItems, build_items_retrying, full_scores
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,8 @@ def active_run_id(name: str) -> str | None:
 
 def checkpoint_candidates(name: str, items: VideoItems) -> list[tuple[str, Path]]:
     """``(source, path)`` in serving order: active studio run, shipped, cached."""
+    from recsys.videos import training
+
     candidates: list[tuple[str, Path]] = []
     run_id = active_run_id(name)
     if run_id is not None:
@@ -133,6 +135,9 @@ def checkpoint_candidates(name: str, items: VideoItems) -> list[tuple[str, Path]
 def load_trained(name: str, items: VideoItems, train_if_missing: bool = True,
                  callbacks: Sequence = ()) -> tuple[Any, str]:
     """The model that serves ``name`` and where it came from (see the module docstring for the order)."""
+    from recsys.artifacts import ArtifactError
+    from recsys.videos import training
+
     refused = []
     for source, path in checkpoint_candidates(name, items):
         if not path.exists():
@@ -191,6 +196,8 @@ class ModelBundle:
 
     def scores(self, name: str, query_emb: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         """``full_sort_predict`` of model ``name`` for the queries: ``[B, n_videos]``."""
+        from recsys.videos.prep import full_scores
+
         return full_scores(self.model(name), query_emb, texts)
 
 
@@ -202,8 +209,15 @@ class VideoService:
     local model is followed by local items and the shipped checkpoint.
     """
 
+    #: why this service serves with torch although the fast path was asked for (set by :func:`make_service`)
+    serving_note: str | None = None
+
     def __init__(self, data: VideoData | None = None, embedder=None, backend: str = "auto",
                  api_key: str | None = None, train_if_missing: bool = True, serving_threads: int | None = 1):
+        import torch
+
+        from recsys.videos.prep import VideoData
+
         if serving_threads is not None and torch.get_num_threads() != serving_threads:
             # One query is a few [1, 64] x [64, n] products: far below where intra-op
             # threads pay. With 2 threads on a busy 2-core machine we measured DCDT's
@@ -217,6 +231,7 @@ class VideoService:
 
             embedder = get_embedder(backend, api_key=api_key)
         self.embedder = embedder
+        start = time.perf_counter()
         self.data = data if data is not None else VideoData.load()
         self.train_if_missing = train_if_missing
         self._bundles: dict[str, ModelBundle] = {}
@@ -224,6 +239,8 @@ class VideoService:
         self._index = {row["video_id"]: i for i, row in enumerate(self._rows)}
         # one page process serves many sessions: build items and models once
         self._lock = threading.RLock()
+        self.answered = 0  # queries answered: the page labels the first one (it may include loading)
+        self.created_at, self.load_seconds = time.time(), time.perf_counter() - start
 
     # --- state for the UI
     @property
@@ -241,6 +258,8 @@ class VideoService:
                 name = self.embedder.name
                 if name in self._bundles:
                     return self._bundles[name]
+                from recsys.videos.prep import build_items_retrying
+
                 items = build_items_retrying(self.data, self.embedder, progress)
                 if items.embedder_name == self.embedder.name:
                     self._bundles[name] = bundle = ModelBundle(items, self.train_if_missing)
@@ -267,37 +286,30 @@ class VideoService:
         names = [check_model(name).name for name in models]
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
+        self.answered += 1
         text = prepared.text
-        bundle = self.bundle()
-        start = time.perf_counter()
-        vec = self.embedder.encode([text])
-        if self.embedder.name != bundle.items.embedder_name:  # fell back while embedding the query
-            bundle = self.bundle()
-            start = time.perf_counter()
-            vec = self.embedder.encode([text])
-        embed_ms = (time.perf_counter() - start) * 1000
+        vec, embed_ms = self._encode(text)
         out = {"query": text, "notices": prepared.notices, "truncated": prepared.truncated,
                "original_chars": prepared.original_chars, "backend": self.backend_description,
                "fallback_reason": self.fallback_reason, "embed_ms": embed_ms, "results": {}}
         for name in names:
-            with self._lock:
-                model = bundle.model(name)  # load outside the timed part
+            self._ready(name)  # load outside the timed part
             start = time.perf_counter()
-            scores, ids = top_k(full_scores(model, vec, [text]), k)
+            scores, ids = top_k(self._scores(name, vec, text), k)
             score_ms = (time.perf_counter() - start) * 1000
             results = [self._result(int(i), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
             hidden = 0
             if name in KEYWORD_MODELS:  # a keyword score of 0: no query word in the video's text
                 hidden = sum(r["score"] <= 0 for r in results)
                 results = [r for r in results if r["score"] > 0]
-            if explain and hasattr(model, "contributions"):  # DCDT: the score split by modality
-                parts = model.contributions(torch.from_numpy(vec[0])).cpu().numpy()
+            parts = self._contributions(name, vec[0]) if explain else None
+            if parts is not None:  # DCDT: the score split by modality
                 for record in results:
                     row = parts[self._index[record["video_id"]]]
                     record["why"] = {"title": float(row[0]), "description": float(row[1]), "rest": float(row[2])}
             out["results"][name] = {"query": text, "model": name, "results": results,
                                     "latency_ms": embed_ms + score_ms, "score_ms": score_ms,
-                                    "source": bundle.sources.get(name, ""), "hidden_no_match": hidden}
+                                    "source": self._source(name), "hidden_no_match": hidden}
         if explain:
             near = self.neighbours(vec[0], n=30)
             out["neighbours"] = near[:3]
@@ -305,6 +317,36 @@ class VideoService:
                 for result in record["results"]:
                     result["pulled_by"] = [n["text"] for n in near if result["video_id"] in n["relevant"]][:2]
         return out
+
+    # --- what a serving path provides (FastVideoService overrides these)
+    def _encode(self, text: str) -> tuple[np.ndarray, float]:
+        """The query's embedding ``[1, E]`` and the milliseconds it took (items built first, untimed)."""
+        bundle = self.bundle()
+        start = time.perf_counter()
+        vec = self.embedder.encode([text])
+        if self.embedder.name != bundle.items.embedder_name:  # fell back while embedding the query
+            self.bundle()
+            start = time.perf_counter()
+            vec = self.embedder.encode([text])
+        return vec, (time.perf_counter() - start) * 1000
+
+    def _ready(self, name: str) -> None:
+        with self._lock:
+            self.bundle().model(name)
+
+    def _scores(self, name: str, vec: np.ndarray, text: str) -> np.ndarray:
+        return self.bundle().scores(name, vec, [text])
+
+    def _contributions(self, name: str, vec: np.ndarray) -> np.ndarray | None:
+        model = self.bundle().model(name)
+        if not hasattr(model, "contributions"):
+            return None
+        import torch
+
+        return model.contributions(torch.from_numpy(vec)).cpu().numpy()
+
+    def _source(self, name: str) -> str:
+        return self.bundle().sources.get(name, "")
 
     def recommend(self, query: Any, model: str = "dcdt", k: int = 10) -> dict[str, Any]:
         """One query, one model: the JSONL record ``{"query", "model", "results", "latency_ms", "truncated"
@@ -328,14 +370,20 @@ class VideoService:
 
     def neighbours(self, query_vec: np.ndarray, n: int = 3) -> list[dict[str, Any]]:
         """The ``n`` training queries closest to ``query_vec`` (cosine), with the videos they were labelled with."""
+        emb, relevant, texts = self._train_queries()
+        sims = emb @ np.asarray(query_vec, dtype=np.float32).reshape(-1)
+        _, best = top_k(sims[None, :], n)
+        return [{"text": texts[i], "similarity": float(sims[i]), "relevant": relevant[i]} for i in best[0] if i >= 0]
+
+    def _train_queries(self) -> tuple[np.ndarray, list[list[str]], list[str]]:
+        """Training queries: embeddings, relevant video ids, texts."""
         items = self.bundle().items
         q_train, rel_train, texts, _ = items.split("train")
-        sims = q_train @ np.asarray(query_vec, dtype=np.float32).reshape(-1)
-        _, best = top_k(sims[None, :], n)
-        return [{"text": texts[i], "similarity": float(sims[i]),
-                 "relevant": [items.video_ids[v] for v in rel_train[i]]} for i in best[0] if i >= 0]
+        return q_train, [[items.video_ids[v] for v in rel] for rel in rel_train], texts
 
 
-def make_service(backend: str = "auto", api_key: str | None = None) -> VideoService:
-    """The service the Ask page caches (tests replace this factory with one over fixtures)."""
-    return VideoService(backend=backend, api_key=api_key)
+def make_service(backend: str = "auto", api_key: str | None = None, fast: bool = True):
+    """The service the Ask page and the CLI use (tests replace this factory): :func:`~recsys.videos.fastserve.make_service`."""
+    from recsys.videos import fastserve
+
+    return fastserve.make_service(backend, api_key, fast)

