@@ -89,7 +89,7 @@ def test_eq7_contrastive_loss_on_squared_distances():
 
 
 def test_orthogonality_term_between_query_and_video_projections():
-    model = DCDT(DCDTConfig(embed_dim=3, hidden_dim=2, attn_dim=2, dropout=0.0, orthogonality=2.0),
+    model = DCDT(DCDTConfig(embed_dim=3, hidden_dim=2, attn_dim=2, dropout=0.0, orthogonality=2.0, residual=False),
                  items(torch.rand(4, 3), torch.rand(4, 3)))
     with torch.no_grad():
         model.query_net[0].weight.copy_(torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]))
@@ -205,8 +205,9 @@ def test_frozen_items_are_dropped_when_training_resumes():
     model.train()  # clears the frozen copy
     model.eval()
     q = torch.rand(1, 4)
-    joint = model.joint_score(q.expand(3, -1), model.title_emb, model.desc_emb)
-    assert torch.allclose(model.full_sort_predict({"query": q})[0], joint, atol=1e-6)
+    # pairwise scoring (joint score + the residual's scaled cosine) of the same three videos
+    joint = model.predict({"query": q.expand(3, -1), "item": torch.arange(3)})
+    assert torch.allclose(model.full_sort_predict({"query": q})[0], joint, atol=1e-5)
 
 
 def test_single_tower_full_sort_equals_pairwise_and_cannot_precompute():
