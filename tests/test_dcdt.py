@@ -20,7 +20,8 @@ def items(title, desc) -> VideoItems:
 
 def _identity_dcdt(title, desc) -> DCDT:
     """E = H = K = 2, every tower and attention map the identity, no biases, no dropout."""
-    model = DCDT(DCDTConfig(hidden_dim=2, attn_dim=2, dropout=0.0, cosine_skip=False), items(title, desc))
+    model = DCDT(DCDTConfig(hidden_dim=2, attn_dim=2, dropout=0.0, cosine_skip=False, residual=False),
+                 items(title, desc))
     with torch.no_grad():
         for lin in (model.query_net[0], model.title_net[0], model.desc_net[0], model.W_q, model.W_t, model.W_d):
             lin.weight.copy_(torch.eye(2))
@@ -35,7 +36,8 @@ def _identity_dcdt(title, desc) -> DCDT:
 
 def test_tied_initial_weights_start_from_the_similarity_kernel():
     torch.manual_seed(0)
-    model = DCDT(DCDTConfig(hidden_dim=3, attn_dim=2, cosine_skip=True), items(torch.rand(2, 4), torch.rand(2, 4)))
+    model = DCDT(DCDTConfig(hidden_dim=3, attn_dim=2, cosine_skip=True, residual=False),
+                 items(torch.rand(2, 4), torch.rand(2, 4)))
     assert model.config.embed_dim == 4 and model.n_columns == 2  # sized by the data
     assert torch.equal(model.title_net[0].weight, model.query_net[0].weight)
     assert torch.equal(model.W_d.weight, model.W_q.weight)
@@ -87,7 +89,7 @@ def test_eq7_contrastive_loss_on_squared_distances():
 
 
 def test_orthogonality_term_between_query_and_video_projections():
-    model = DCDT(DCDTConfig(embed_dim=3, hidden_dim=2, attn_dim=2, dropout=0.0, orthogonality=2.0),
+    model = DCDT(DCDTConfig(embed_dim=3, hidden_dim=2, attn_dim=2, dropout=0.0, orthogonality=2.0, residual=False),
                  items(torch.rand(4, 3), torch.rand(4, 3)))
     with torch.no_grad():
         model.query_net[0].weight.copy_(torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]))
@@ -164,16 +166,19 @@ def test_miner_re_mines_each_epoch_with_the_current_model():
     assert miner.epochs_mined == 2
 
 
-@pytest.mark.parametrize("skip", [False, True])
-def test_precomputed_item_tower_equals_joint_scoring(skip):
+@pytest.mark.parametrize("skip, residual", [(False, False), (True, False), (True, True), (False, True)])
+def test_precomputed_item_tower_equals_joint_scoring(skip, residual):
     torch.manual_seed(0)
     titles, descs, queries = torch.randn(5, 8), torch.randn(5, 8), torch.randn(3, 8)
-    model = DCDT(DCDTConfig(hidden_dim=6, attn_dim=4, cosine_skip=skip), items(titles, descs)).eval()
+    model = DCDT(DCDTConfig(hidden_dim=6, attn_dim=4, cosine_skip=skip, residual=residual),
+                 items(titles, descs)).eval()
     with torch.no_grad():  # non-trivial biases so that every fusion part matters
         for p in model.parameters():
             p.add_(0.3 * torch.randn_like(p))
     full = model.full_sort_predict({"query": queries})
     joint = torch.stack([model.joint_score(q.expand(5, -1), titles, descs) for q in queries])
+    if residual:  # + scale * cos(q, x), x = normalised title + description on this data (no text embeddings)
+        joint = joint + model.residual_scale * queries @ model.text_emb.T
     assert full.shape == (3, 5)
     assert torch.allclose(full, joint, atol=1e-5)
     # the same after freezing the item tower for serving, and through predict()
@@ -182,8 +187,8 @@ def test_precomputed_item_tower_equals_joint_scoring(skip):
     pairs = {"query": queries.repeat_interleave(5, 0), "item": torch.arange(5).repeat(3)}
     assert torch.allclose(model.predict(pairs), joint.flatten(), atol=1e-5)
     # the packed towers have the documented widths: H + K + 1 (+ E) and 2H + 2K + 1 (+ 2E)
-    assert model.user_tower({"query": queries}).shape == (3, 6 + 4 + 1 + 8 * skip)
-    assert model.item_tower().shape == (5, 2 * 6 + 2 * 4 + 1 + 16 * skip)
+    assert model.user_tower({"query": queries}).shape == (3, 6 + 4 + 1 + 8 * (skip or residual))
+    assert model.item_tower().shape == (5, 2 * 6 + 2 * 4 + 1 + 16 * skip + 8 * residual)
     # attention from the towers equals the literal softmax
     kq = model.W_q(model.query_net(queries[:1]))
     th, dh = model.title_net(titles), model.desc_net(descs)
@@ -200,8 +205,9 @@ def test_frozen_items_are_dropped_when_training_resumes():
     model.train()  # clears the frozen copy
     model.eval()
     q = torch.rand(1, 4)
-    joint = model.joint_score(q.expand(3, -1), model.title_emb, model.desc_emb)
-    assert torch.allclose(model.full_sort_predict({"query": q})[0], joint, atol=1e-6)
+    # pairwise scoring (joint score + the residual's scaled cosine) of the same three videos
+    joint = model.predict({"query": q.expand(3, -1), "item": torch.arange(3)})
+    assert torch.allclose(model.full_sort_predict({"query": q})[0], joint, atol=1e-5)
 
 
 def test_single_tower_full_sort_equals_pairwise_and_cannot_precompute():
@@ -256,9 +262,9 @@ def test_training_raises_validation_mrr_on_a_tiny_synthetic_problem(skip, gain):
     q_val, rel_val, _, _ = features.split("validation")
     train = dataclasses.replace(QUICK_TRAIN, epochs=25, patience=None, device="cpu", seed=0)
     seed_everything(0)  # the same initial weights train_model starts from
-    untrained = build_model("dcdt", features, {"cosine_skip": skip}).eval()
+    untrained = build_model("dcdt", features, {"cosine_skip": skip, "residual": False}).eval()
     before = evaluate_scores(full_scores(untrained, q_val), rel_val)["mrr@10"]
-    model, result = train_model("dcdt", features, train, {"cosine_skip": skip})
+    model, result = train_model("dcdt", features, train, {"cosine_skip": skip, "residual": False})
     after = evaluate_scores(full_scores(model, q_val), rel_val)["mrr@10"]
     assert after == pytest.approx(result.best_value)  # the best epoch's weights were kept
     # measured on this fixture: no skip 0.13 -> 0.45; with the cosine skip 0.59 -> 0.67
@@ -266,11 +272,14 @@ def test_training_raises_validation_mrr_on_a_tiny_synthetic_problem(skip, gain):
     assert len(result.history) == 25 and math.isfinite(result.history[-1]["train_loss"])
 
 
-@pytest.mark.parametrize("cosine_skip", [True, False])
-def test_contributions_by_modality_sum_to_the_score(cosine_skip):
+@pytest.mark.parametrize("cosine_skip, residual", [(True, False), (False, False), (True, True)])
+def test_contributions_by_modality_sum_to_the_score(cosine_skip, residual):
     torch.manual_seed(0)
-    model = DCDT(DCDTConfig(embed_dim=4, hidden_dim=3, attn_dim=2, cosine_skip=cosine_skip, tied_init=False),
-                 items(torch.rand(5, 4), torch.rand(5, 4))).eval()
+    model = DCDT(DCDTConfig(embed_dim=4, hidden_dim=3, attn_dim=2, cosine_skip=cosine_skip, tied_init=False,
+                            residual=residual), items(torch.rand(5, 4), torch.rand(5, 4))).eval()
+    if residual:  # a non-zero correction, so every part matters
+        with torch.no_grad():
+            model.fusion.weight.add_(0.5)
     q = torch.rand(4)
     parts = model.contributions(q)
     assert parts.shape == (5, 3)
@@ -284,3 +293,21 @@ def test_identity_model_contributions_are_the_attention_weighted_dots():
     assert parts[0].tolist() == pytest.approx([0.66976, 0.0, 0.0], abs=1e-5)
     # video 1: t = [0, 1], d = [1, 0]: s_d = 1/sqrt(2) -> alpha_d = 0.66976, all from the description
     assert parts[1].tolist() == pytest.approx([0.0, 0.66976, 0.0], abs=1e-5)
+
+
+def test_residual_starts_at_the_zero_shot_cosine_and_learns_a_correction():
+    # q = (1, 0); text embeddings x0 = (1, 0), x1 = (0.6, 0.8), x2 = (0, 1): cosines 1, 0.6, 0
+    # with the scale 10 and the fusion at 0 the untrained scores are exactly 10 * cosine = (10, 6, 0)
+    text = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    data = VideoItems(title=torch.rand(3, 2).numpy(), desc=torch.rand(3, 2).numpy(), text=text.numpy())
+    model = DCDT(DCDTConfig(hidden_dim=4, attn_dim=2, residual=True, residual_scale=10.0), data).eval()
+    scores = model.full_sort_predict({"query": torch.tensor([[1.0, 0.0]])})[0]
+    assert scores.tolist() == pytest.approx([10.0, 6.0, 0.0], abs=1e-5)
+    # the zero-shot part is neither field alone: contributions put it in "rest"
+    assert model.contributions(torch.tensor([1.0, 0.0]))[:, 2].tolist() == pytest.approx([10.0, 6.0, 0.0], abs=1e-5)
+    # one training step moves the fusion (and the scale) away from the start: the correction is learned
+    model.train()
+    batch = {"query": torch.tensor([[1.0, 0.0]]), "item": torch.tensor([2]), "neg": torch.tensor([[0, 1]])}
+    loss = model.calculate_loss(batch)
+    loss.backward()
+    assert loss.item() > 0 and model.fusion.weight.grad.abs().sum() > 0 and model.residual_scale.grad != 0

@@ -268,14 +268,17 @@ def test_fallback_wrapper_does_not_hide_bad_input():
 
 def test_get_embedder_without_key(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    # the local default is multilingual: MiniLM (384) and USE multilingual v3 (512) concatenated
     auto = E.get_embedder("auto")
-    assert auto.name == "minilm-l6-v2" and auto.dim == 384
+    assert auto.name == "minilm-l6-v2+use-multilingual-v3" and auto.dim == 384 + 512
     assert auto.last_fallback_reason is None and "no OpenAI API key" in auto.describe()
     forced = E.get_embedder("openai")
-    assert forced.name == "minilm-l6-v2" and "no API key" in forced.last_fallback_reason
-    assert isinstance(E.get_embedder("local"), E.LocalEmbedder)
+    assert forced.name == "minilm-l6-v2+use-multilingual-v3" and "no API key" in forced.last_fallback_reason
+    local = E.get_embedder("local")
+    assert isinstance(local, E.ConcatEmbedder) and [type(p) for p in local.parts] == [E.LocalEmbedder, E.UseEmbedder]
+    assert isinstance(E.get_embedder("minilm"), E.LocalEmbedder)
     # blank keys count as missing
-    assert E.get_embedder("auto", api_key="  ").name == "minilm-l6-v2"
+    assert E.get_embedder("auto", api_key="  ").name == "minilm-l6-v2+use-multilingual-v3"
     with pytest.raises(ValueError, match="Unknown embedding backend"):
         E.get_embedder("word2vec")
 

@@ -37,7 +37,7 @@ def _env(tmp_path, monkeypatch):
     monkeypatch.setenv("RECSYS_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    monkeypatch.setattr(E, "LocalEmbedder", StubLocal)  # what get_embedder falls back to
+    monkeypatch.setattr(E, "multilingual_embedder", StubLocal)  # what get_embedder falls back to
 
 
 @pytest.fixture

@@ -117,6 +117,6 @@ def test_a_server_error_body_becomes_one_plain_capped_line():
 
 def test_get_embedder_with_no_key_reports_a_plain_reason(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.setattr("recsys.embed.LocalEmbedder", Local)
+    monkeypatch.setattr("recsys.embed.multilingual_embedder", Local)
     wrapper = get_embedder("openai")
     assert wrapper.fallback_reason.startswith("OpenAI embeddings requested but no API key")

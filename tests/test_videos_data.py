@@ -17,6 +17,8 @@ from recsys.data.video_assets import (
     tokens,
 )
 from recsys.data.videos import (
+    DERIVED_ID,
+    LANGUAGES,
     LEVELS,
     SPLITS,
     STYLES,
@@ -93,7 +95,9 @@ def test_every_topic_has_queries(queries):
 
 
 def test_split_proportions_are_7_2_1(queries):
-    frac = queries["split"].value_counts(normalize=True)
+    # over the original queries: derived ones (translations) follow their source's split
+    originals = queries[~queries["query_id"].str.match(DERIVED_ID)]
+    frac = originals["split"].value_counts(normalize=True)
     for split, target in video_assets.SPLIT_FRACTIONS.items():
         assert abs(frac[split] - target) <= 0.03, (split, frac[split])
 
@@ -127,8 +131,28 @@ def test_no_near_duplicates_across_splits(queries):
 
 
 def test_stored_split_is_what_the_script_assigns(queries):
-    rows = queries[["text", "topic", "style"]].to_dict("records")
+    rows = queries[["query_id", "text", "topic", "style"]].to_dict("records")
     assert assign_splits(rows) == queries["split"].tolist()
+
+
+def test_enough_queries_per_language_in_validation_and_test(queries):
+    counts = queries.groupby(["language", "split"]).size()
+    assert set(queries["language"]) <= set(LANGUAGES)
+    for split in ("validation", "test"):
+        assert counts[("zh", split)] >= 30, split
+        for lang in ("es", "fr", "de"):
+            assert counts[(lang, split)] >= 25, (lang, split)
+    assert (queries.loc[queries["language"] == "en", "style"] != "non-english").all()
+
+
+def test_derived_queries_copy_their_source(queries):
+    by_id = queries.set_index("query_id")
+    derived = queries[queries["query_id"].str.match(DERIVED_ID)]
+    assert len(derived) >= 300
+    for row in derived.itertuples():
+        source = by_id.loc[DERIVED_ID.match(row.query_id).group(1)]
+        assert (row.split, row.topic, row.relevant) == (source["split"], source["topic"], source["relevant"])
+        assert row.language == DERIVED_ID.match(row.query_id).group(2) != source["language"]
 
 
 # ---------------------------------------------------------------- near-duplicate rule
@@ -162,6 +186,18 @@ def test_assign_splits_keeps_groups_together_and_is_deterministic():
     assert a == assign_splits(rows)
     assert len(set(a[:40])) == 1
     assert a[40] == a[41]
+
+
+def test_assign_splits_derived_rows_inherit_and_leave_originals_alone():
+    rows = [{"query_id": f"q{i:04d}", "text": f"distinct{i} words{i}", "topic": "rank", "style": STYLES[i % 6]}
+            for i in range(1, 21)]
+    before = assign_splits(rows)
+    # a translation of q0007 and of q0013: each takes its source's split, originals unchanged
+    extra = [{"query_id": "q0007-zh", "text": "秩是什么", "topic": "rank", "style": "non-english"},
+             {"query_id": "q0013-de2", "text": "was ist der Rang", "topic": "rank", "style": "non-english"}]
+    after = assign_splits(rows + extra)
+    assert after[:20] == before
+    assert after[20:] == [before[6], before[12]]
 
 
 # ---------------------------------------------------------------- malformed files
@@ -200,9 +236,9 @@ def test_malformed_queries_name_the_line(tmp_path):
     videos.write_text(",".join(VIDEO_COLUMNS) + "\n" + GOOD_VIDEO, encoding="utf-8")
     qs = tmp_path / "queries.csv"
     qs.write_text(
-        "query_id,text,relevant,topic,style,split\n"
-        "q1,what is a vector,v1,vectors,student-question,train\n"
-        "q2,eigen stuff,v1|v9,eigenvalues,keywords,test\n",
+        "query_id,text,relevant,topic,style,split,language\n"
+        "q1,what is a vector,v1,vectors,student-question,train,en\n"
+        "q2,eigen stuff,v1|v9,eigenvalues,keywords,test,en\n",
         encoding="utf-8",
     )
     with pytest.raises(ValueError, match=r"queries\.csv, line 3: relevant id\(s\) not in the catalog: \['v9'\]"):
@@ -219,7 +255,7 @@ def test_queries_bad_style_and_header(tmp_path):
     videos.write_text(",".join(VIDEO_COLUMNS) + "\n" + GOOD_VIDEO, encoding="utf-8")
     qs = tmp_path / "queries.csv"
     qs.write_text(
-        "query_id,text,relevant,topic,style,split\nq1,what is a vector,v1,vectors,shouting,train\n",
+        "query_id,text,relevant,topic,style,split,language\nq1,what is a vector,v1,vectors,shouting,train,en\n",
         encoding="utf-8",
     )
     with pytest.raises(ValueError, match="line 2: style 'shouting'"):
@@ -228,3 +264,50 @@ def test_queries_bad_style_and_header(tmp_path):
     bad_header.write_text("id,text\n", encoding="utf-8")
     with pytest.raises(ValueError, match="line 1: header"):
         load_queries(path=bad_header, catalog_path=videos)
+
+
+QUERY_HEADER = "query_id,text,relevant,topic,style,split,language\n"
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        # no language column at all: the header names what is expected
+        ("query_id,text,relevant,topic,style,split\nq0001,what is a vector,v1,vectors,keywords,train\n",
+         r"line 1: header is .*'language'"),
+        (QUERY_HEADER + "q0001,what is a vector,v1,vectors,keywords,train,\n", r"line 2: empty 'language'"),
+        (QUERY_HEADER + "q0001,what is a vector,v1,vectors,keywords,train,english\n",
+         r"line 2: language 'english' is not one of"),
+        (QUERY_HEADER + "q0001,what is a vector,v1,vectors,keywords,train,xx\n", r"line 2: language 'xx'"),
+        # English text filed as Spanish while the style says English
+        (QUERY_HEADER + "q0001,what is a vector,v1,vectors,keywords,train,es\n",
+         r"line 2: language 'es' does not match style 'keywords'"),
+        # Chinese characters labelled French
+        (QUERY_HEADER + "q0001,什么是向量,v1,vectors,non-english,train,fr\n", r"line 2: language 'fr' does not match the script"),
+        # kana is Japanese, not Chinese
+        (QUERY_HEADER + "q0001,ベクトルとは,v1,vectors,non-english,train,zh\n", r"line 2: language 'zh' does not match the script"),
+        # a translation must keep its source's split (no test query's translation in train)
+        (QUERY_HEADER + "q0001,what is a vector,v1,vectors,keywords,test,en\n"
+         "q0001-zh,什么是向量,v1,vectors,non-english,train,zh\n", r"line 3: split differs from its source q0001"),
+        (QUERY_HEADER + "q0001,what is a vector,v1,vectors,keywords,test,en\n"
+         "q0001-zh,什么是向量,v1,vectors,non-english,test,ja\n", r"line 3: id 'q0001-zh' says language 'zh'"),
+        (QUERY_HEADER + "q0002-zh,什么是向量,v1,vectors,non-english,test,zh\n", r"derives from unknown query 'q0002'"),
+    ],
+)
+def test_queries_language_is_checked_strictly(tmp_path, body, message):
+    videos = tmp_path / "videos.csv"
+    videos.write_text(",".join(VIDEO_COLUMNS) + "\n" + GOOD_VIDEO, encoding="utf-8")
+    qs = tmp_path / "queries.csv"
+    qs.write_text(body, encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        load_queries(path=qs, catalog_path=videos)
+
+
+def test_queries_language_column_loads(tmp_path):
+    videos = tmp_path / "videos.csv"
+    videos.write_text(",".join(VIDEO_COLUMNS) + "\n" + GOOD_VIDEO, encoding="utf-8")
+    qs = tmp_path / "queries.csv"
+    qs.write_text(QUERY_HEADER + "q0001,what is a vector,v1,vectors,keywords,test,en\n"
+                  "q0001-zh,什么是向量,v1,vectors,non-english,test,zh\n"
+                  "q0001-ja,ベクトルとは何か,v1,vectors,non-english,test,ja\n", encoding="utf-8")
+    assert load_queries(path=qs, catalog_path=videos)["language"].tolist() == ["en", "zh", "ja"]

@@ -69,9 +69,10 @@ def test_excluded_and_non_finite_scores_are_never_ranked():
 def test_metrics_by_query_language():
     from recsys.videos.prep import query_language
 
-    assert query_language("特征值是什么", "non-english") == "Chinese"
-    assert query_language("valeurs propres", "non-english") == "Spanish/French/German"
-    assert query_language("eigenvalues", "keywords") == "English"
+    # the language comes from the ISO code the loader checked, never guessed from the script
+    assert [query_language(c) for c in ("zh", "fr", "en", "ja")] == ["Chinese", "French", "English", "Japanese"]
+    with pytest.raises(KeyError):
+        query_language("xx")
     # 3 queries, 3 videos; rows 0 and 2 English, row 1 Chinese
     scores = np.array([[0.9, 0.1, 0.0], [0.9, 0.1, 0.0], [0.1, 0.9, 0.0]])
     relevant = [[0], [1], [2]]

@@ -79,7 +79,7 @@ def make_queries(n_per_topic: int = 10) -> pd.DataFrame:
             k = j % 3  # each query is answered by one or two of the topic's videos
             relevant = [f"{topic}-{k}"] + ([f"{topic}-{(k + 1) % 3}"] if j % 2 else [])
             rows.append({"query_id": f"q-{topic}-{j}", "text": " ".join(words), "relevant": relevant,
-                         "topic": topic, "style": "keywords", "split": splits[j % len(splits)]})
+                         "topic": topic, "style": "keywords", "split": splits[j % len(splits)], "language": "en"})
     return pd.DataFrame(rows)
 
 

@@ -22,6 +22,11 @@ most topics), greedily to the split furthest below its 7:2:1 share, in an order 
 by a seeded shuffle. Finally, if the test split lacks a style, the smallest train
 group containing that style is moved to test. Everything is deterministic given
 ``SEED``.
+
+Derived queries (ids ``<source>-<language>``, e.g. ``q0475-zh``: the same need written in
+another language) take no part in that deal: each inherits its source's split, so
+translations of a test query are only ever tested, never trained on. Adding them leaves
+every original query's split unchanged.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from recsys.data.videos import (
+    DERIVED_ID,
+    LANGUAGES,
     QUERIES_PATH,
     QUERY_COLUMNS,
     SPLITS,
@@ -125,7 +132,19 @@ def group_near_duplicates(texts: list[str]) -> list[int]:
 
 
 def assign_splits(rows: list[dict[str, str]], seed: int = SEED) -> list[str]:
-    """Split label per row (rows need ``text``, ``topic``, ``style``); see module docstring."""
+    """Split label per row (rows need ``text``, ``topic``, ``style``, optionally ``query_id``).
+
+    Rows whose ``query_id`` is a derived id inherit the split of their source row; the
+    others are dealt as described in the module docstring.
+    """
+    derived = [DERIVED_ID.match(r.get("query_id", "")) for r in rows]
+    originals = [i for i, m in enumerate(derived) if m is None]
+    dealt = dict(zip(originals, _deal_splits([rows[i] for i in originals], seed)))
+    index_of = {rows[i].get("query_id"): i for i in originals}
+    return [dealt[i] if m is None else dealt[index_of[m.group(1)]] for i, m in enumerate(derived)]
+
+
+def _deal_splits(rows: list[dict[str, str]], seed: int) -> list[str]:
     groups = group_near_duplicates([r["text"] for r in rows])
     members: dict[int, list[int]] = defaultdict(list)
     for i, g in enumerate(groups):
@@ -224,6 +243,13 @@ def stats_markdown() -> str:
     for st in STYLES:
         per = [q_style_split[(st, s)] for s in SPLITS]
         lines.append(f"| {st} | {sum(per)} | " + " | ".join(map(str, per)) + " |")
+    q_lang_split = Counter(zip(queries["language"], queries["split"]))
+    derived = Counter(lang for qid, lang in zip(queries["query_id"], queries["language"]) if DERIVED_ID.match(qid))
+    lines += ["", "| language | queries | of which derived | train | validation | test |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for code, name in LANGUAGES.items():
+        per = [q_lang_split[(code, s)] for s in SPLITS]
+        lines.append(f"| {name} (`{code}`) | {sum(per)} | {derived[code]} | " + " | ".join(map(str, per)) + " |")
     return "\n".join(lines)
 
 

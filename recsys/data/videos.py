@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import functools
 import logging
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -91,8 +92,30 @@ STYLES: tuple[str, ...] = (
 #: Query splits; queries (not videos) are split, the catalog is shared by all splits.
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
+#: ISO 639-1 code of a query's language -> its name. The Ask page serves teachers who
+#: type in their own language (the DCDT paper's platform is Chinese), so every query
+#: states its language and results are reported per language.
+LANGUAGES: dict[str, str] = {
+    "en": "English",
+    "zh": "Chinese",
+    "es": "Spanish",
+    "fr": "French",
+    "de": "German",
+    "ja": "Japanese",
+    "pt": "Portuguese",
+}
+
+#: A query written from another one (a translation or a re-phrasing in another language)
+#: has the id ``<source id>-<language>[n]``, e.g. ``q0475-zh``: it takes its source's
+#: topic, relevant videos and split, so a translation of a test query can never train.
+DERIVED_ID = re.compile(r"^(q\d{4})-([a-z]{2})(\d*)$")
+
+#: Han ideographs, kana and hangul: text with them is Chinese or Japanese (kana: Japanese).
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+_KANA = re.compile(r"[\u3040-\u30ff]")
+
 VIDEO_COLUMNS = ["video_id", "title", "series", "description", "level", "topics"]
-QUERY_COLUMNS = ["query_id", "text", "relevant", "topic", "style", "split"]
+QUERY_COLUMNS = ["query_id", "text", "relevant", "topic", "style", "split", "language"]
 
 #: Topic and relevant lists are stored as one CSV cell joined with this separator.
 LIST_SEP = "|"
@@ -218,11 +241,50 @@ def _query_records(path_str: str, catalog_str: str) -> tuple[tuple, ...]:
             raise ValueError(f"{path}, line {line}: style '{row['style']}' is not one of {STYLES}")
         if row["split"] not in SPLITS:
             raise ValueError(f"{path}, line {line}: split '{row['split']}' is not one of {SPLITS}")
-        records.append((qid, row["text"], tuple(relevant), row["topic"], row["style"], row["split"]))
+        _check_language(path, line, row)
+        records.append((qid, row["text"], tuple(relevant), row["topic"], row["style"], row["split"],
+                        row["language"]))
     if not records:
         raise ValueError(f"{path}: no queries")
+    by_id = {r[0]: (r, seen[r[0]]) for r in records}
+    for r in records:
+        _check_derived(path, seen[r[0]], r, by_id)
     logger.debug("loaded %d queries from %s", len(records), path)
     return tuple(records)
+
+
+def _check_language(path: Path, line: int, row: dict[str, str]) -> None:
+    """The ``language`` cell is a known ISO code that agrees with the style and the script.
+
+    Strict because per-language results are only as good as these labels: a Chinese query
+    filed as English would silently move numbers between the columns of the results table.
+    """
+    lang, text = row["language"], row["text"]
+    if lang not in LANGUAGES:
+        raise ValueError(f"{path}, line {line}: language '{lang}' is not one of {tuple(LANGUAGES)}")
+    if (lang == "en") != (row["style"] != "non-english"):
+        raise ValueError(f"{path}, line {line}: language '{lang}' does not match style '{row['style']}'")
+    has_cjk = bool(_CJK.search(text))
+    if has_cjk != (lang in ("zh", "ja")) or (lang == "zh" and _KANA.search(text)):
+        raise ValueError(f"{path}, line {line}: language '{lang}' does not match the script of {text!r}")
+
+
+def _check_derived(path: Path, line: int, record: tuple, by_id: dict) -> None:
+    """A derived query (``q0475-zh``) agrees with its source: language, topic, videos, split."""
+    match = DERIVED_ID.match(record[0])
+    if match is None:
+        return
+    source_id, lang = match.group(1), match.group(2)
+    if source_id not in by_id or DERIVED_ID.match(source_id):
+        raise ValueError(f"{path}, line {line}: '{record[0]}' derives from unknown query '{source_id}'")
+    source = by_id[source_id][0]
+    if lang != record[6]:
+        raise ValueError(f"{path}, line {line}: id '{record[0]}' says language '{lang}', the row says "
+                         f"'{record[6]}'")
+    for index, name in ((3, "topic"), (2, "relevant"), (5, "split")):
+        if record[index] != source[index]:
+            raise ValueError(f"{path}, line {line}: {name} differs from its source {source_id} "
+                             f"(line {by_id[source_id][1]}): {record[index]} != {source[index]}")
 
 
 def load_queries(
@@ -233,7 +295,8 @@ def load_queries(
     """Labelled queries, optionally only one split.
 
     Columns: ``query_id, text, relevant`` (``list[str]`` of video ids), ``topic``
-    (primary topic slug), ``style`` and ``split``. Every relevant id is checked
+    (primary topic slug), ``style``, ``split`` and ``language`` (ISO 639-1 code, a key of
+    :data:`LANGUAGES`). Every relevant id is checked
     against the catalog at ``catalog_path`` (default: the shipped one).
     """
     if split is not None and split not in SPLITS:
@@ -250,6 +313,7 @@ def load_queries(
                 "topic": r[3],
                 "style": r[4],
                 "split": r[5],
+                "language": r[6],
             }
             for r in records
             if split is None or r[5] == split

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from recsys.cliargs import k_value, positive_int
 
-BACKEND_HELP = "embedding backend: local (MiniLM, default), openai, auto"
+BACKEND_HELP = "embedding backend: local (MiniLM + USE multilingual, default), minilm (English only), openai, auto"
 
 
 def _service(args):

@@ -84,7 +84,7 @@ class VideoItems:
     video_ids: list[str] = field(default_factory=list)
     embedder_name: str = ""
     catalog_hash: str = ""
-    query_language: list[str] = field(default_factory=list)  # per query: query_language(text, style)
+    query_language: list[str] = field(default_factory=list)  # per query: its language's name
 
     def __post_init__(self):
         self.title = np.asarray(self.title, dtype=np.float32)
@@ -122,15 +122,15 @@ class VideoItems:
         return self.query_emb[rows], [self.relevant[i] for i in rows], [self.query_text[i] for i in rows], rows
 
 
-def query_language(text: str, style: str) -> str:
-    """Language group of a labelled query: ``English``, ``Chinese`` (any CJK ideograph) or ``Spanish/French/German``.
+def query_language(code: str) -> str:
+    """Display name of a query's language from its ISO code in ``queries.csv`` (``"zh"`` -> ``"Chinese"``).
 
-    The query file marks non-English queries by style only; the script tells Chinese from
-    the rest, and the few Latin-script ones are reported as one group.
+    The per-language results table groups queries by this name. The code is checked by the
+    loader (:func:`recsys.data.videos.load_queries`), so an unknown one here is a bug.
     """
-    if style != "non-english":
-        return "English"
-    return "Chinese" if any("\u4e00" <= ch <= "\u9fff" for ch in text) else "Spanish/French/German"
+    from recsys.data.videos import LANGUAGES
+
+    return LANGUAGES[code]
 
 
 def build_items(data: VideoData, embedder, progress: bool = False) -> VideoItems:
@@ -154,7 +154,7 @@ def build_items(data: VideoData, embedder, progress: bool = False) -> VideoItems
         query_text=list(queries["text"]), query_ids=list(queries["query_id"]),
         query_split=np.asarray(queries["split"]), relevant=[[index[v] for v in rel] for rel in queries["relevant"]],
         video_ids=list(catalog["video_id"]), embedder_name=name, catalog_hash=catalog_hash(catalog),
-        query_language=[query_language(t, s) for t, s in zip(queries["text"], queries["style"])],
+        query_language=[query_language(code) for code in queries["language"]],
     )
 
 

@@ -45,9 +45,11 @@ QUICK_TRAIN = TrainConfig(epochs=60, lr=1e-3, batch_size=16, weight_decay=0.01, 
 FULL_TRAIN = dataclasses.replace(QUICK_TRAIN, epochs=200, patience=15)
 
 CHECKPOINT_DIR = ASSETS_DIR / "checkpoints"
-SHIPPED_CHECKPOINTS = {"dcdt": CHECKPOINT_DIR / "dcdt-minilm.safetensors",
-                       "single-tower": CHECKPOINT_DIR / "single-tower-minilm.safetensors"}
-SHIPPED_EMBEDDER = "minilm-l6-v2"  # the embedder the shipped checkpoints were trained on
+SHIPPED_CHECKPOINTS = {"dcdt": CHECKPOINT_DIR / "dcdt-minilm-use.safetensors",
+                       "single-tower": CHECKPOINT_DIR / "single-tower-minilm-use.safetensors"}
+#: the embedder the shipped checkpoints were trained on: the local default, MiniLM + USE multilingual v3
+#: (``recsys.embed.multilingual_embedder``); serving must encode queries with both and concatenate
+SHIPPED_EMBEDDER = "minilm-l6-v2+use-multilingual-v3"
 
 
 class HardNegativeMiner(Callback):

@@ -350,3 +350,29 @@ def test_two_sessions_one_trains_one_queries(browser, server, screenshots):
     finally:
         trainer_context.close()
         asker_context.close()
+
+
+def test_ask_in_chinese_finds_an_eigenvalue_video(page, server, screenshots):
+    """特征值是什么 ("what is an eigenvalue?"): DCDT's first three hold a video whose primary topic is eigenvalues.
+
+    What counts as an eigenvalue video comes from the catalogue (``topics``, first = primary),
+    not from a list of ids written for the test.
+    """
+    from recsys.data.videos import load_catalog
+
+    require_page("ask")
+    catalog = load_catalog()
+    eigen_titles = set(catalog.loc[catalog["topics"].map(lambda topics: topics[0] == "eigenvalues"), "title"])
+    assert len(eigen_titles) >= 3
+    ask(page, server, "特征值是什么")
+    no_exception(page)
+    main = page.locator('[data-testid="stMain"]')
+    # with several models compared, DCDT's results sit in the column under its heading
+    column = main.locator('[data-testid="stColumn"]').filter(
+        has=page.get_by_role("heading", name="DCDT", exact=True))
+    scope = column.first if column.count() else main
+    top = [scope.locator("strong").filter(has_text=re.compile(rf"^{rank}\. ")).first.inner_text()
+           for rank in (1, 2, 3)]
+    titles = [re.sub(r"^\d+\. ", "", text).strip() for text in top]
+    assert set(titles) & eigen_titles, titles
+    shoot(page, screenshots, "ask-chinese")
