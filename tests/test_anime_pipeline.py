@@ -147,7 +147,10 @@ def test_evaluate_bundle_and_bench(tiny):
     assert set(frame.loc[frame["protocol"] == "unseen", "method"]) == set(METHODS) - {"anime-two-tower"}
     assert set(frame.loc[frame["protocol"] == "seen", "method"]) == set(METHODS)
     assert frame[["precision@10", "map@10", "ndcg@10"]].stack().between(0, 1).all()
-    assert bench(tiny, methods=["weighted", "ease", "model"], n_users=3)["p99_ms"].notna().all()
+    table = bench(tiny, methods=["weighted", "ease", "model"], n_users=3)
+    assert table["p99_ms"].notna().all() and table["users"].tolist() == [3, 3, 3]
+    # the ratio column divides by EASE's p50: 1 on EASE's own row
+    assert table.set_index("method").loc["anime-ease", "p50_vs_anime-ease"] == pytest.approx(1.0)
 
 
 # --- the bundle artifact -------------------------------------------------------------------------

@@ -119,8 +119,13 @@ def _cmd_evaluate(args) -> int:
 def _cmd_bench(args) -> int:
     from recsys.anime.experiments import DOCS_DIR, bench
 
+    import os
+
     table = bench(cli_recommender(args), n_users=args.users)
+    load = os.getloadavg()[0]
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"load average (1 min) at the end: {load:.2f} on {os.cpu_count()} CPUs")
+    table["load_1min"] = round(load, 2)
     DOCS_DIR.mkdir(parents=True, exist_ok=True)
     table.to_csv(DOCS_DIR / "latency.csv", index=False)
     return 0

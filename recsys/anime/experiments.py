@@ -27,6 +27,8 @@ from recsys.eval.tables import format_mean_std, frame_to_markdown, markdown_tabl
 log = logging.getLogger(__name__)
 
 DOCS_DIR = Path(__file__).resolve().parents[2] / "docs" / "results" / "anime"
+#: what every method is tested against (the strongest baseline on both protocols)
+TTEST_BASELINE = "anime-ease"
 
 
 def serves_unseen(recommender: AnimeRecommender, name: str) -> bool:
@@ -58,29 +60,39 @@ def evaluate_bundle(recommender: AnimeRecommender, protocol_seed: int, k: int = 
     return records
 
 
-def bench(recommender: AnimeRecommender, methods=None, n_users: int = 200, k: int = 10) -> pd.DataFrame:
-    """p50/p99 latency of one recommendation per method (unseen-protocol users, one at a time)."""
+def bench(recommender: AnimeRecommender, methods=None, n_users: int = 200, k: int = 10,
+          reference: str = TTEST_BASELINE) -> pd.DataFrame:
+    """p50/p99 latency of one recommendation per method (unseen-protocol users, one at a time).
+
+    The methods take turns user by user (round robin, the order rotated every user), so a
+    burst of load on a shared machine hits every method alike and the ratio to ``reference``
+    (``p50_vs_<reference>``) compares them under the same conditions.
+    """
     from recsys.eval.anime import unseen_protocol
 
     histories, _ = unseen_protocol(recommender.split.unseen, recommender.split.n_items, 0)
     users = list(range(min(n_users, len(histories))))
     seen_users = recommender.split.test["user"].unique()[: len(users)]
-    rows = []
-    for method in methods or [s.name for s in registry.by_domain("anime")]:
-        per_user = not serves_unseen(recommender, registry.get(method, "anime").name)
-        recommender.rank(method, Histories(histories.matrix[:1], histories.user_ids[:1]), k)  # warm-up
-        times = []
-        for row in users:
-            if per_user:
-                one = recommender.seen_histories(seen_users[row: row + 1])
-            else:
-                one = Histories(histories.matrix[row: row + 1], histories.user_ids[row: row + 1])
+    names = [registry.get(m, "anime").name for m in methods or [s.name for s in registry.by_domain("anime")]]
+    queries = {}
+    for method in names:
+        per_user = not serves_unseen(recommender, method)
+        queries[method] = [recommender.seen_histories(seen_users[row: row + 1]) if per_user else
+                           Histories(histories.matrix[row: row + 1], histories.user_ids[row: row + 1])
+                           for row in users]
+        recommender.rank(method, queries[method][0], k)  # warm-up
+    times: dict[str, list[float]] = {method: [] for method in names}
+    for row in users:
+        for i in range(len(names)):
+            method = names[(row + i) % len(names)]
             started = time.perf_counter()
-            recommender.rank(method, one, k)
-            times.append(1000 * (time.perf_counter() - started))
-        rows.append({"method": method, "p50_ms": float(np.percentile(times, 50)),
-                     "p99_ms": float(np.percentile(times, 99)), "users": len(times)})
-    return pd.DataFrame(rows)
+            recommender.rank(method, queries[method][row], k)
+            times[method].append(1000 * (time.perf_counter() - started))
+    table = pd.DataFrame([{"method": m, "p50_ms": float(np.percentile(t, 50)), "p99_ms": float(np.percentile(t, 99)),
+                           "users": len(t)} for m, t in times.items()])
+    if reference in times:
+        table[f"p50_vs_{reference}"] = table["p50_ms"] / float(np.percentile(times[reference], 50))
+    return table
 
 
 def training_row(recommender: AnimeRecommender) -> dict[str, Any]:
@@ -90,10 +102,6 @@ def training_row(recommender: AnimeRecommender) -> dict[str, Any]:
             "ease_seconds": seconds.get("anime-ease"), "dlae_seconds": seconds.get("anime-two-tower-dlae"),
             "elbow_seconds": seconds.get("elbow"),
             "device": recommender.train_info.get("device")}
-
-
-#: what every method is tested against (the strongest baseline on both protocols)
-TTEST_BASELINE = "anime-ease"
 
 
 def ttests(raw: pd.DataFrame, baseline: str = TTEST_BASELINE, metric: str = "ndcg@10") -> pd.DataFrame:
