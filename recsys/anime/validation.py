@@ -40,8 +40,8 @@ def validation_split(split, n_valid: int = 500, seed: int = 0):
 
 
 def rank_sweep(ranks=(128, 256, 320, 384, 448, 512), seed: int = 0, n_valid: int = 500,
-               dropout: float = 0.5, ridge: float = 100.0, ease_l2: float = 500.0) -> pd.DataFrame:
-    """NDCG@10 / precision@10 of the DLAE two-tower per rank, and of EASE, on validation users."""
+               dropouts=(0.5,), ridge: float = 100.0, ease_l2: float = 500.0, ease: bool = True) -> pd.DataFrame:
+    """NDCG@10 / precision@10 of the DLAE two-tower per dropout and rank, and of EASE, on validation users."""
     import torch
 
     from recsys.anime.prep import default_settings, load_split
@@ -56,14 +56,17 @@ def rank_sweep(ranks=(128, 256, 320, 384, 448, 512), seed: int = 0, n_valid: int
     x = histories.matrix.copy()
     x.data[:] = 1.0
     rows = []
-    started = time.perf_counter()
-    W, V = low_rank_dlae(X, max(ranks), dropout, ridge, seed)
-    fit_seconds = time.perf_counter() - started
-    for rank in sorted(ranks):
-        scores = np.asarray(x @ W[:, :rank]) @ V[:, :rank].T
-        metrics = score_rankings(top_k(scores, 10, histories.watched())[1], targets)
-        rows.append({"model": f"dlae rank {rank}", "rank": rank, **metrics, "fit_seconds": fit_seconds,
-                     "item_table_mb": rank * split.n_items * 4 / 1e6})
+    for dropout in dropouts:
+        started = time.perf_counter()
+        W, V = low_rank_dlae(X, max(ranks), dropout, ridge, seed)
+        fit_seconds = time.perf_counter() - started
+        for rank in sorted(ranks):
+            scores = np.asarray(x @ W[:, :rank]) @ V[:, :rank].T
+            metrics = score_rankings(top_k(scores, 10, histories.watched())[1], targets)
+            rows.append({"model": f"dlae rank {rank}", "rank": rank, "dropout": dropout, **metrics,
+                         "fit_seconds": fit_seconds, "item_table_mb": rank * split.n_items * 4 / 1e6})
+    if not ease:
+        return pd.DataFrame(rows).assign(seed=seed, validation_users=len(histories))
     started = time.perf_counter()
     with torch.no_grad():
         B = ease_weights((X.T @ X).toarray().astype(np.float32), ease_l2)
@@ -77,10 +80,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ranks", type=int, nargs="+", default=[128, 256, 320, 384, 448, 512])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dropouts", type=float, nargs="+", default=[0.5])
+    parser.add_argument("--no-ease", action="store_true", help="skip the EASE reference row")
     parser.add_argument("--out", type=Path, default=None, help="CSV to write (default: print only)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    table = rank_sweep(tuple(args.ranks), seed=args.seed)
+    table = rank_sweep(tuple(args.ranks), seed=args.seed, dropouts=tuple(args.dropouts), ease=not args.no_ease)
     if args.out:
         table.to_csv(args.out, index=False)
     log.info("\n%s", table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
