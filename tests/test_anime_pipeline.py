@@ -425,10 +425,25 @@ def test_cli_serves_fast_methods_without_training_the_bundle(tiny, monkeypatch, 
     import argparse
 
     monkeypatch.setattr(serving, "bundle_path", lambda settings: tmp_path / "missing.safetensors")
-    monkeypatch.setattr(serving, "quick_recommender", lambda settings: tiny)
+    asked = []
+    monkeypatch.setattr(serving, "quick_recommender", lambda settings, methods: asked.append(methods) or tiny)
     monkeypatch.setattr(serving, "get_recommender", lambda *a, **k: pytest.fail("must not train the whole bundle"))
     assert anime_cli.cli_recommender(argparse.Namespace(method="itemknn")) is tiny
     assert anime_cli.cli_recommender(argparse.Namespace(method="popular")) is tiny
+    assert anime_cli.cli_recommender(argparse.Namespace(method="ease")) is tiny
+    assert anime_cli.cli_recommender(argparse.Namespace(method="dlae")) is tiny
+    assert asked == [("anime-itemknn",), ("anime-popular",), ("anime-ease",), ("anime-two-tower-dlae",)]
+    with pytest.raises(pytest.fail.Exception):  # the weighted average needs the MSE tower: the whole bundle
+        anime_cli.cli_recommender(argparse.Namespace(method="weighted"))
+
+
+def test_quick_recommender_fits_the_asked_method_and_the_cold_start_list(monkeypatch):
+    monkeypatch.setattr(serving, "_QUICK", {})
+    monkeypatch.setattr("recsys.anime.prep.load_split", lambda settings: (tiny_split(), "tiny-seed0"))
+    quick = serving.quick_recommender(AnimeSettings(**TINY), methods=("anime-ease",))
+    assert set(quick.models) == {"anime-ease", serving.COLD_START}
+    histories = quick.seen_histories(np.arange(3))
+    assert (quick.rank("ease", histories, 3)[1] >= 0).all()
 
 
 def test_page_serves_the_quick_bundle_while_the_full_one_builds_in_a_thread(monkeypatch):

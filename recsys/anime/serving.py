@@ -350,30 +350,35 @@ def _served_bundle(served_run_ids: tuple) -> AnimeRecommender:
 
 #: personal methods that fit in seconds from the data alone (no training): served while the rest trains
 FAST_METHODS = ("anime-itemknn", "anime-popular", "anime-popular-count")
+#: fitted from the interactions alone (no trained tower's vectors): the CLI serves each without the bundle
+STANDALONE_METHODS = (*FAST_METHODS, "anime-ease", "anime-two-tower-dlae")
 _QUICK: dict[str, AnimeRecommender] = {}
 _BUILD: dict[str, Any] = {}
 
 
-def quick_recommender(settings: AnimeSettings | None = None) -> AnimeRecommender:
-    """A bundle of :data:`FAST_METHODS` only (item-kNN and the popularity lists), fitted in seconds.
+def quick_recommender(settings: AnimeSettings | None = None, methods: tuple = FAST_METHODS) -> AnimeRecommender:
+    """A bundle of ``methods`` only (default :data:`FAST_METHODS`: item-kNN and the popularity lists).
 
     Why: the full bundle trains neural towers and inverts EASE's 7 k x 7 k Gram matrix (about a
-    minute on two cores); a first visit gets a personal list from item-kNN at once instead.
+    minute on two cores); a first visit gets a personal list from item-kNN at once instead. The
+    CLI also serves any of :data:`STANDALONE_METHODS` this way when no bundle is cached (on the
+    full-size file the whole bundle takes the better part of an hour; EASE alone minutes).
+    The cold-start list (:data:`COLD_START`) is always fitted too.
     """
     from recsys.anime.prep import load_split
     from recsys.anime.training import config_overrides, fit_bias
 
     settings = settings or default_settings(quick=True)
-    if settings.key() not in _QUICK:
+    names = tuple(dict.fromkeys((*methods, COLD_START)))
+    key = (settings.key(), names)
+    if key not in _QUICK:
         split, fingerprint = load_split(settings)
         data = AnimeData.from_split(split, fingerprint)
         overrides = config_overrides(settings)
-        models = {name: registry.get(name, "anime").build(data, registry.get(name, "anime").make_config(**overrides))
-                  .fit(data) for name in FAST_METHODS}
+        models = {name: registry.get(name, "anime").build(data, **overrides).fit(data) for name in names}
         _QUICK.clear()
-        _QUICK[settings.key()] = AnimeRecommender(settings, data, models, fit_bias(split), {},
-                                                  {"partial": True})
-    return _QUICK[settings.key()]
+        _QUICK[key] = AnimeRecommender(settings, data, models, fit_bias(split), {}, {"partial": True})
+    return _QUICK[key]
 
 
 def page_recommender_now() -> tuple[AnimeRecommender, bool]:
@@ -429,7 +434,7 @@ def bundle_exists(settings: AnimeSettings | None = None) -> bool:
     return bundle_path(settings or default_settings(quick=True)).exists()
 
 
-__all__ = ["AnimeRecommender", "COLD_START", "FAST_METHODS", "UNSEEN_FALLBACK", "apply_active_runs", "bundle_exists",
+__all__ = ["AnimeRecommender", "COLD_START", "FAST_METHODS", "STANDALONE_METHODS", "UNSEEN_FALLBACK", "apply_active_runs", "bundle_exists",
            "bundle_path", "get_recommender", "load_bundle", "method_names", "page_recommender", "page_recommender_now",
            "start_bundle_build",
            "quick_recommender", "save_bundle", "split_fingerprint"]
