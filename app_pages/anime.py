@@ -24,7 +24,8 @@ st.caption(
 
 try:
     # the full bundle when trained (cached in-process by serving, shared with the explorer); on a first
-    # visit it trains in a background thread and item-kNN / popularity are served at once meanwhile
+    # visit item-kNN / popularity are served at once and the rest trains in a background thread that
+    # starts at the end of this script, once the first list is on screen (not competing with it)
     with st.spinner("Loading the anime data…"):
         recommender, complete = serving.page_recommender_now()
 except DataNotFoundError as error:
@@ -140,3 +141,6 @@ with tab_new:
         table = helpers.history_table(recommender, split.item_index(list(ratings)), list(ratings.values()))
         shown = show_recommendations(histories, "new")
         judge_section(table, shown, "new")
+
+if not complete:
+    serving.start_bundle_build()  # after the first list is drawn; once per process

@@ -248,17 +248,31 @@ def test_unseen_protocol_halves_and_metrics():
 
 
 def test_ease_state_is_the_upper_triangle_and_rebuilds_b_exactly():
-    from recsys.models.ease import upper_triangle, weights_from_upper
+    from recsys.models.ease import compact_upper, upper_triangle, weights_from_upper
 
     # P = [[.5,-.25,0],[-.25,.5,-.25],[0,-.25,.5]] (see the 3x3 test): upper rows (.5,-.25,0), (.5,-.25), (.5)
     P = np.array([[0.5, -0.25, 0], [-0.25, 0.5, -0.25], [0, -0.25, 0.5]], np.float32)
     np.testing.assert_array_equal(upper_triangle(P), [0.5, -0.25, 0, 0.5, -0.25, 0.5])
     np.testing.assert_allclose(weights_from_upper(upper_triangle(P), 3), [[0, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0]])
+    # compact form: d = diag(P) = (.5, .5, .5), C = P / sqrt(d_i d_j) = 2 P -> upper (1, -.5, 0, 1, -.5, 1),
+    # exact in float16; B_ij = -C_ij sqrt(d_i / d_j) = -C_ij gives the same B as above
+    diagonal, upper = compact_upper(P)
+    assert diagonal.dtype == np.float32 and upper.dtype == np.float16
+    np.testing.assert_array_equal(diagonal, [0.5, 0.5, 0.5])
+    np.testing.assert_array_equal(upper, [1, -0.5, 0, 1, -0.5, 1])
+    np.testing.assert_allclose(weights_from_upper(upper, 3, diagonal), [[0, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0]])
+    # unequal diagonal: P = [[2, 1], [1, 8]] -> d = (2, 8), C_01 = 1 / sqrt(16) = .25;
+    # B_01 = -P_01 / P_11 = -1/8 = -C_01 sqrt(2 / 8) = -.25 * .5, B_10 = -1/2 = -.25 * sqrt(8 / 2)
+    d2, c2 = compact_upper(np.array([[2.0, 1.0], [1.0, 8.0]]))
+    np.testing.assert_allclose(weights_from_upper(c2, 2, d2), [[0, -0.125], [-0.5, 0]])
     model = EASE(EASEConfig(l2=1.0), DATA).fit(DATA)
     state = model.state()
-    assert set(state) == {"items", "P_upper"} and state["P_upper"].shape == (6,)  # 3 * 4 / 2
+    assert set(state) == {"items", "P_diag", "C_upper"} and state["C_upper"].shape == (6,)  # 3 * 4 / 2
+    assert state["C_upper"].dtype == np.float16
     loaded = EASE(EASEConfig(l2=1.0), DATA)
     loaded.load_state(state)
     np.testing.assert_array_equal(loaded.B, model.B)
     with pytest.raises(ValueError, match="expected for 3 items"):
-        loaded.load_state({"items": np.arange(3), "P_upper": np.zeros(5)})
+        loaded.load_state({"items": np.arange(3), "P_diag": np.ones(3), "C_upper": np.zeros(5)})
+    with pytest.raises(ValueError, match="positive"):
+        loaded.load_state({"items": np.arange(3), "P_diag": np.array([1.0, 0.0, 1.0]), "C_upper": np.zeros(6)})

@@ -66,6 +66,27 @@ def test_rank_is_full_sort_predict_then_top_k(tiny):
         assert tiny.rank(name, histories, 6)[1].tolist() == expected.tolist(), name
 
 
+def test_candidate_top_k_is_top_k_with_ties_excluded_and_minus_inf():
+    from recsys.retrieval.topk import top_k
+
+    # row 0: scores (3, 5, 5, 1, 5, 0), watched {1}, k = 2: fetch k + 1 = 3 -> cut = 3rd best = 5, candidates
+    # {1, 2, 4}; without 1 the best are the tied 5s at columns 2, 4 (lower column first), as top_k over the row
+    scores = np.array([[3, 5, 5, 1, 5, 0], [-np.inf, -np.inf, 2, -np.inf, 1, -np.inf]], np.float32)
+    watched = [np.array([1]), np.array([2, 4])]
+    top, ids = serving.candidate_top_k(scores, 2, watched)
+    assert ids.tolist() == [[2, 4], [-1, -1]]  # row 1: only -inf left after excluding 2 and 4 -> padding ids
+    assert top[0].tolist() == [5.0, 5.0]
+    rng = np.random.default_rng(0)
+    for trial in range(50):  # rounded scores: many ties; random exclusions and -inf columns
+        many = np.round(rng.normal(size=(3, 40)), 1).astype(np.float32)
+        many[rng.random(many.shape) < 0.1] = -np.inf
+        exclude = [rng.choice(40, size=rng.integers(0, 12), replace=False) for _ in range(3)]
+        for k in (1, 5, 39, 60):
+            expected = top_k(many, k, exclude)
+            got = serving.candidate_top_k(many, k, exclude)
+            assert got[1].tolist() == expected[1].tolist() and np.array_equal(got[0], expected[0]), (trial, k)
+
+
 def test_model_method_on_unseen_user_falls_back_to_weighted(tiny):
     histories, skipped = tiny.histories_from_ids([10, 20, 999_999], [9, 7, 5])
     assert skipped == 1  # 999999 is not an anime of the dataset
@@ -126,7 +147,10 @@ def test_evaluate_bundle_and_bench(tiny):
     assert set(frame.loc[frame["protocol"] == "unseen", "method"]) == set(METHODS) - {"anime-two-tower"}
     assert set(frame.loc[frame["protocol"] == "seen", "method"]) == set(METHODS)
     assert frame[["precision@10", "map@10", "ndcg@10"]].stack().between(0, 1).all()
-    assert bench(tiny, methods=["weighted", "ease", "model"], n_users=3)["p99_ms"].notna().all()
+    table = bench(tiny, methods=["weighted", "ease", "model"], n_users=3)
+    assert table["p99_ms"].notna().all() and table["users"].tolist() == [3, 3, 3]
+    # the ratio column divides by EASE's p50: 1 on EASE's own row
+    assert table.set_index("method").loc["anime-ease", "p50_vs_anime-ease"] == pytest.approx(1.0)
 
 
 # --- the bundle artifact -------------------------------------------------------------------------
@@ -376,22 +400,50 @@ def test_history_file_ids_above_2_31_are_refused_with_their_line(tiny, tmp_path)
 def test_welch_ttest_against_ease():
     from recsys.anime.experiments import ttests
 
-    raw = pd.DataFrame({"protocol": "unseen", "method": ["anime-ease"] * 3 + ["anime-two-tower-dlae"] * 3,
-                        "seed": [0, 1, 2] * 2, "ndcg@10": [0.4, 0.5, 0.6, 0.5, 0.6, 0.7]})
-    row = ttests(raw).iloc[0]
-    # difference 0.1; both variances 0.01 -> t = 0.1 / sqrt(0.01 / 3 + 0.01 / 3) = 1.2247, Welch df = 4
-    assert row["method"] == "anime-two-tower-dlae" and row["difference"] == pytest.approx(0.1)
-    assert row["t"] == pytest.approx(1.2247, abs=1e-4) and row["p (Welch)"] == pytest.approx(0.2879, abs=1e-4)
+    from recsys.eval.stats import COLUMNS
+
+    raw = pd.DataFrame({"protocol": "unseen", "method": ["anime-ease"] * 3 + ["anime-two-tower-dlae"] * 3
+                        + ["anime-itemknn"] * 3, "seed": [0, 1, 2] * 3,
+                        "ndcg@10": [0.4, 0.5, 0.6, 0.5, 0.6, 0.7, 0.1, 0.2, 0.3]})
+    table = ttests(raw)
+    assert list(table.columns) == ["protocol", *COLUMNS]
+    row = table.set_index("model").loc["anime-two-tower-dlae"]
+    # difference 0.1; both variances 0.01 -> t = 0.1 / sqrt(0.01 / 3 + 0.01 / 3) = 1.2247, Welch df = 4,
+    # p = 0.2879; Cohen's d = 0.1 / 0.1 = 1
+    assert row["reference"] == "anime-ease" and row["diff"] == pytest.approx(0.1)
+    assert row["t"] == pytest.approx(1.2247, abs=1e-4) and row["p"] == pytest.approx(0.2879, abs=1e-4)
+    assert row["cohens_d"] == pytest.approx(1.0)
+    # item-kNN: diff -0.3, t = -3.674, p = 0.0213 (df 4); Holm over 2 comparisons: 0.0213 * 2 = 0.0427 and
+    # max(0.2879 * 1, 0.0427) = 0.2879
+    knn = table.set_index("model").loc["anime-itemknn"]
+    assert knn["p"] == pytest.approx(0.0213, abs=1e-4) and knn["p_holm"] == pytest.approx(0.0427, abs=1e-4)
+    assert row["p_holm"] == pytest.approx(0.2879, abs=1e-4)
+    assert knn["verdict"].startswith("anime-ease better than anime-itemknn")
 
 
 def test_cli_serves_fast_methods_without_training_the_bundle(tiny, monkeypatch, tmp_path):
     import argparse
 
     monkeypatch.setattr(serving, "bundle_path", lambda settings: tmp_path / "missing.safetensors")
-    monkeypatch.setattr(serving, "quick_recommender", lambda settings: tiny)
+    asked = []
+    monkeypatch.setattr(serving, "quick_recommender", lambda settings, methods: asked.append(methods) or tiny)
     monkeypatch.setattr(serving, "get_recommender", lambda *a, **k: pytest.fail("must not train the whole bundle"))
     assert anime_cli.cli_recommender(argparse.Namespace(method="itemknn")) is tiny
     assert anime_cli.cli_recommender(argparse.Namespace(method="popular")) is tiny
+    assert anime_cli.cli_recommender(argparse.Namespace(method="ease")) is tiny
+    assert anime_cli.cli_recommender(argparse.Namespace(method="dlae")) is tiny
+    assert asked == [("anime-itemknn",), ("anime-popular",), ("anime-ease",), ("anime-two-tower-dlae",)]
+    with pytest.raises(pytest.fail.Exception):  # the weighted average needs the MSE tower: the whole bundle
+        anime_cli.cli_recommender(argparse.Namespace(method="weighted"))
+
+
+def test_quick_recommender_fits_the_asked_method_and_the_cold_start_list(monkeypatch):
+    monkeypatch.setattr(serving, "_QUICK", {})
+    monkeypatch.setattr("recsys.anime.prep.load_split", lambda settings: (tiny_split(), "tiny-seed0"))
+    quick = serving.quick_recommender(AnimeSettings(**TINY), methods=("anime-ease",))
+    assert set(quick.models) == {"anime-ease", serving.COLD_START}
+    histories = quick.seen_histories(np.arange(3))
+    assert (quick.rank("ease", histories, 3)[1] >= 0).all()
 
 
 def test_page_serves_the_quick_bundle_while_the_full_one_builds_in_a_thread(monkeypatch):
@@ -408,9 +460,12 @@ def test_page_serves_the_quick_bundle_while_the_full_one_builds_in_a_thread(monk
     monkeypatch.setattr(serving, "bundle_exists", lambda settings=None: False)
     monkeypatch.setattr(serving, "quick_recommender", lambda settings=None: "quick")
     monkeypatch.setattr(serving, "page_recommender", full)
-    assert serving.page_recommender_now() == ("quick", False)  # building: the quick bundle at once
-    assert serving.page_recommender_now() == ("quick", False)  # still building: no second thread
+    assert serving.page_recommender_now() == ("quick", False)  # the quick bundle at once, no build started
+    assert "thread" not in serving._BUILD
+    assert serving.start_bundle_build() is True  # the page starts it after its first list
+    assert serving.page_recommender_now() == ("quick", False)  # building: still the quick bundle
     thread = serving._BUILD["thread"]
+    assert serving.start_bundle_build() is True and serving._BUILD["thread"] is thread  # no second thread
     release.set()
     thread.join(10)
     assert serving.page_recommender_now() == ("full", True)

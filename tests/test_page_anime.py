@@ -93,6 +93,8 @@ def test_first_visit_serves_item_knn_while_the_rest_trains(tiny_bundle, monkeypa
 
     quick = dataclasses.replace(tiny_bundle, models={n: tiny_bundle.models[n] for n in serving.FAST_METHODS})
     monkeypatch.setattr(serving, "page_recommender_now", lambda: (quick, False))
+    started = []
+    monkeypatch.setattr(serving, "start_bundle_build", lambda: started.append(True) or True)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.run(timeout=60)
@@ -100,6 +102,7 @@ def test_first_visit_serves_item_knn_while_the_rest_trains(tiny_bundle, monkeypa
     assert any("training in the background" in i.value for i in at.info)
     assert at.multiselect(key="user-methods-quick").value == ["anime-itemknn"]
     assert len(_tables(at)) == 2  # the history and item-kNN's personal list
+    assert started == [True]  # the full bundle's build starts after the first list is drawn
 
 
 def test_new_user_ratings_give_recommendations_and_heuristic_judge(app, tiny_bundle):

@@ -76,16 +76,19 @@ def cli_recommender(args) -> AnimeRecommender:
     from tqdm.auto import tqdm
 
     from recsys.anime.prep import default_settings
-    from recsys.anime.serving import FAST_METHODS, apply_active_runs, bundle_path, get_recommender, quick_recommender
+    from recsys.anime.serving import (STANDALONE_METHODS, apply_active_runs, bundle_path, get_recommender,
+                                      quick_recommender)
 
     settings = default_settings(quick=not getattr(args, "full", False), seed=getattr(args, "seed", None) or 0)
     if bundle_path(settings).exists():
         return apply_active_runs(get_recommender(settings))
     method = getattr(args, "method", None)
-    if method is not None and registry.get(method, "anime").name in FAST_METHODS:
-        # item-kNN and the popularity lists need no training: serve them without building the bundle
-        print("anime: no cached models; fitting the fast methods only (item-kNN, popularity)", file=sys.stderr)
-        return quick_recommender(settings)
+    name = registry.get(method, "anime").name if method is not None else None
+    if name in STANDALONE_METHODS:
+        # item-kNN, EASE, the DLAE two-tower and the popularity lists need no trained tower: fit that one
+        # method (and the cold-start list) instead of the whole bundle
+        print(f"anime: no cached models; fitting {name} only", file=sys.stderr)
+        return quick_recommender(settings, methods=(name,))
     print("anime: no cached models for these settings; training once (cached afterwards)", file=sys.stderr)
     bar = tqdm(total=len(registry.by_domain("anime")) + 1, desc="anime models", unit="stage")
     recommender = get_recommender(settings, progress=lambda i, n, label: (bar.set_description(label), bar.update(1)))
@@ -119,8 +122,13 @@ def _cmd_evaluate(args) -> int:
 def _cmd_bench(args) -> int:
     from recsys.anime.experiments import DOCS_DIR, bench
 
+    import os
+
     table = bench(cli_recommender(args), n_users=args.users)
+    load = os.getloadavg()[0]
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"load average (1 min) at the end: {load:.2f} on {os.cpu_count()} CPUs")
+    table["load_1min"] = round(load, 2)
     DOCS_DIR.mkdir(parents=True, exist_ok=True)
     table.to_csv(DOCS_DIR / "latency.csv", index=False)
     return 0

@@ -105,7 +105,7 @@ def batch_histories(batch: dict, train: sp.csr_matrix | None) -> sp.csr_matrix:
     """The rows a history-based model reads: ``batch["history"]`` or the training rows of ``batch["user"]``."""
     history = batch.get("history")
     if history is not None:
-        return sp.csr_matrix(history)
+        return history if sp.issparse(history) and history.format == "csr" else sp.csr_matrix(history)
     if train is None:
         raise ValueError("this model was built without training histories; pass the batch's 'history'")
     users = np.asarray(batch["user"].cpu() if hasattr(batch["user"], "cpu") else batch["user"], dtype=np.int64)

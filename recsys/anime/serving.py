@@ -37,7 +37,7 @@ from recsys.artifacts import ArtifactError, read_artifact, write_artifact
 from recsys.eval.anime import Histories
 from recsys.models.two_tower import BiasBaseline
 from recsys.paths import cache_dir
-from recsys.retrieval.topk import top_k
+from recsys.anime.ranking import candidate_top_k
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 UNSEEN_FALLBACK = "anime-weighted"
 #: serves rows with nothing known (an empty history): the paper's cold-start list
 COLD_START = "anime-popular"
-BUNDLE_FORMAT = "recsys.anime.bundle/2"  # /2: EASE stores the upper triangle of P
+BUNDLE_FORMAT = "recsys.anime.bundle/3"  # /3: EASE and the DLAE towers stored as float16 (scaled P for EASE)
 
 
 def method_names() -> list[str]:
@@ -54,9 +54,12 @@ def method_names() -> list[str]:
 
 
 def scores_of(model, batch: dict) -> np.ndarray:
-    """``model.full_sort_predict(batch)`` as a float64 numpy array."""
+    """``model.full_sort_predict(batch)`` as a numpy array in the model's own dtype (float32 or float64).
+
+    No conversion: :func:`top_k` compares in float64, which holds either exactly.
+    """
     with torch.no_grad():
-        return torch.as_tensor(model.full_sort_predict(batch)).double().cpu().numpy()
+        return np.asarray(torch.as_tensor(model.full_sort_predict(batch)).cpu().numpy())
 
 
 @dataclass
@@ -104,28 +107,38 @@ class AnimeRecommender:
         """Top-``k`` ``(scores, items, fallbacks)`` per history row, watched items excluded.
 
         ``fallbacks[row]`` is ``None`` or the reason the method could not serve the row.
+        The common case (every row served by the method itself) scores the whole batch in one
+        call without slicing it, and each row's top-k is taken among its best ``k + watched``
+        columns (:func:`candidate_top_k`): the same list as :func:`top_k` over all columns,
+        without copying and masking the full row (the hot path of one serving request).
         """
         spec = registry.get(method, "anime")
         model = self.models[spec.name]
         n, watched = len(histories), histories.watched()
         empty = np.array([len(w) == 0 for w in watched], dtype=bool)
-        batch = histories.batch()
-        unknown = (batch["user"].numpy() < 0) & ~empty if getattr(model, "known_users_only", False) \
-            else np.zeros(n, bool)
-        full = np.empty((n, self.data.n_items), np.float64)
+        unknown = np.zeros(n, bool)
+        if getattr(model, "known_users_only", False):
+            users = np.full(n, -1) if histories.users is None else np.asarray(histories.users)
+            unknown = (users < 0) & ~empty
         fallbacks: list = [None] * n
-        for rows, name, reason in (
-            (~empty & ~unknown, spec.name, None),
-            (unknown, UNSEEN_FALLBACK, f"unseen user: {spec.display_name} has no user vector; served by "
-                                       f"{registry.get(UNSEEN_FALLBACK).display_name.lower()}"),
-            (empty, COLD_START, "no known anime in the history: the cold-start popularity list "
-                                f"({registry.get(COLD_START).display_name.lower()})"),
-        ):
-            if rows.any():
-                full[rows] = scores_of(self.models[name], histories.batch(np.flatnonzero(rows)))
-                for r in np.flatnonzero(rows):
-                    fallbacks[r] = reason
-        scores, ids = top_k(full, k, watched)
+        served = ~empty & ~unknown
+        if served.all():  # the hot path: one model serves every row; no slicing, no copy, no reasons
+            users = np.full(n, -1, np.int64) if histories.users is None else np.asarray(histories.users, np.int64)
+            full = scores_of(model, {"user": torch.from_numpy(users), "history": histories.matrix})
+        else:
+            full = np.empty((n, self.data.n_items), np.float64)
+            for rows, name, reason in (
+                (served, spec.name, None),
+                (unknown, UNSEEN_FALLBACK, f"unseen user: {spec.display_name} has no user vector; served by "
+                                           f"{registry.get(UNSEEN_FALLBACK).display_name.lower()}"),
+                (empty, COLD_START, "no known anime in the history: the cold-start popularity list "
+                                    f"({registry.get(COLD_START).display_name.lower()})"),
+            ):
+                if rows.any():
+                    full[rows] = scores_of(self.models[name], histories.batch(np.flatnonzero(rows)))
+                    for r in np.flatnonzero(rows):
+                        fallbacks[r] = reason
+        scores, ids = candidate_top_k(full, k, watched)
         return scores, ids, fallbacks
 
     def results(self, scores, ids, row: int) -> list[dict[str, Any]]:
@@ -303,41 +316,46 @@ def _served_bundle(served_run_ids: tuple) -> AnimeRecommender:
 
 #: personal methods that fit in seconds from the data alone (no training): served while the rest trains
 FAST_METHODS = ("anime-itemknn", "anime-popular", "anime-popular-count")
+#: fitted from the interactions alone (no trained tower's vectors): the CLI serves each without the bundle
+STANDALONE_METHODS = (*FAST_METHODS, "anime-ease", "anime-two-tower-dlae")
 _QUICK: dict[str, AnimeRecommender] = {}
 _BUILD: dict[str, Any] = {}
 
 
-def quick_recommender(settings: AnimeSettings | None = None) -> AnimeRecommender:
-    """A bundle of :data:`FAST_METHODS` only (item-kNN and the popularity lists), fitted in seconds.
+def quick_recommender(settings: AnimeSettings | None = None, methods: tuple = FAST_METHODS) -> AnimeRecommender:
+    """A bundle of ``methods`` only (default :data:`FAST_METHODS`: item-kNN and the popularity lists).
 
     Why: the full bundle trains neural towers and inverts EASE's 7 k x 7 k Gram matrix (about a
-    minute on two cores); a first visit gets a personal list from item-kNN at once instead.
+    minute on two cores); a first visit gets a personal list from item-kNN at once instead. The
+    CLI also serves any of :data:`STANDALONE_METHODS` this way when no bundle is cached (on the
+    full-size file the whole bundle takes the better part of an hour; EASE alone minutes).
+    The cold-start list (:data:`COLD_START`) is always fitted too.
     """
     from recsys.anime.prep import load_split
     from recsys.anime.training import config_overrides, fit_bias
 
     settings = settings or default_settings(quick=True)
-    if settings.key() not in _QUICK:
+    names = tuple(dict.fromkeys((*methods, COLD_START)))
+    key = (settings.key(), names)
+    if key not in _QUICK:
         split, fingerprint = load_split(settings)
         data = AnimeData.from_split(split, fingerprint)
         overrides = config_overrides(settings)
-        models = {name: registry.get(name, "anime").build(data, registry.get(name, "anime").make_config(**overrides))
-                  .fit(data) for name in FAST_METHODS}
+        models = {name: registry.get(name, "anime").build(data, **overrides).fit(data) for name in names}
         _QUICK.clear()
-        _QUICK[settings.key()] = AnimeRecommender(settings, data, models, fit_bias(split), {},
-                                                  {"partial": True})
-    return _QUICK[settings.key()]
+        _QUICK[key] = AnimeRecommender(settings, data, models, fit_bias(split), {}, {"partial": True})
+    return _QUICK[key]
 
 
 def page_recommender_now() -> tuple[AnimeRecommender, bool]:
     """``(bundle, complete)`` for the page without blocking on training.
 
-    The full bundle when it is in memory or cached on disk; otherwise it starts building in a
-    background thread (once per process) and the quick item-kNN / popularity bundle is
-    returned with ``complete=False``. A failed build is re-raised here.
+    The full bundle when it is in memory or cached on disk, or when the background build
+    (:func:`start_bundle_build`) has finished; otherwise the quick item-kNN / popularity
+    bundle with ``complete=False``. It never starts the build itself: the page starts it
+    once its first list is on screen, so the first personal list does not share the two
+    cores with the training. A failed build is re-raised here.
     """
-    import threading
-
     thread = _BUILD.get("thread")
     if "error" in _BUILD:
         error = _BUILD.pop("error")
@@ -348,6 +366,22 @@ def page_recommender_now() -> tuple[AnimeRecommender, bool]:
     if thread is not None and not thread.is_alive():
         _BUILD.pop("thread", None)
         return page_recommender(), True
+    return quick_recommender(), False
+
+
+def start_bundle_build() -> bool:
+    """Start building the full page bundle in a background thread (once per process).
+
+    Returns True while a build is running (started now or before), False when there is
+    nothing to build (the bundle is in memory or cached).
+    """
+    import threading
+
+    thread = _BUILD.get("thread")
+    if thread is not None:
+        return thread.is_alive()
+    if _SERVED or bundle_exists():
+        return False
 
     def build_in_background():
         try:
@@ -356,18 +390,17 @@ def page_recommender_now() -> tuple[AnimeRecommender, bool]:
             log.exception("building the anime models failed")
             _BUILD["error"] = error
 
-    quick = quick_recommender()  # first, so the first personal list does not wait on the training thread
-    if thread is None:
-        thread = threading.Thread(target=build_in_background, name="anime-bundle", daemon=True)
-        _BUILD["thread"] = thread
-        thread.start()
-    return quick, False
+    thread = threading.Thread(target=build_in_background, name="anime-bundle", daemon=True)
+    _BUILD["thread"] = thread
+    thread.start()
+    return True
 
 
 def bundle_exists(settings: AnimeSettings | None = None) -> bool:
     return bundle_path(settings or default_settings(quick=True)).exists()
 
 
-__all__ = ["AnimeRecommender", "COLD_START", "FAST_METHODS", "UNSEEN_FALLBACK", "apply_active_runs", "bundle_exists",
+__all__ = ["AnimeRecommender", "COLD_START", "FAST_METHODS", "STANDALONE_METHODS", "UNSEEN_FALLBACK", "apply_active_runs", "bundle_exists",
            "bundle_path", "get_recommender", "load_bundle", "method_names", "page_recommender", "page_recommender_now",
+           "start_bundle_build",
            "quick_recommender", "save_bundle", "split_fingerprint"]
