@@ -61,7 +61,7 @@ def test_tampered_weights_fail_the_check(tmp_path):
 
 @pytest.mark.slow
 def test_real_minilm_embeddings():
-    emb = E.get_embedder("local")
+    emb = E.get_embedder("minilm")
     texts = ["eigenvalues of a matrix", "eigenvectors and eigenvalues", "cooking pasta"]
     X = emb.encode(texts)
     assert emb.name == "minilm-l6-v2" and X.shape == (3, 384) and X.dtype == np.float32
@@ -85,7 +85,8 @@ def test_openai_timeout_falls_back_to_the_real_local_model(monkeypatch):
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         emb = E.get_embedder("auto", api_key="sk-test", timeout=0.2, max_retries=0)
         X = emb.encode(["a quiet slice-of-life anime"])
-    assert emb.name == "minilm-l6-v2" and emb.dim == 384 and X.shape == (1, 384)
+    # the fallback is the default local embedder: MiniLM (384-d) and USE multilingual (512-d), concatenated
+    assert emb.name == "minilm-l6-v2+use-multilingual-v3" and emb.dim == 384 + 512 and X.shape == (1, 896)
     assert "timeout" in emb.last_fallback_reason and "fallback" in emb.describe()
 
 
