@@ -87,7 +87,7 @@ def test_reproduce_on_the_toy_writes_every_table(tmp_path, monkeypatch):
     settings = dataclasses.replace(
         QUICK, seeds=2, epochs=1, max_seq_len=5, batch_size=16,
         cl_overrides={"embedding_dim": 16, "n_layers": 1, "aug_dim": 4},
-        sweep={"lambda_cl": [0.1, 1.0]}, sweep_epochs=None,
+        sweep={"lambda_cl": [0.1, 1.0]}, sweep_epochs=None, workers=1,
     )
     report = reproduce(["ml-100k"], settings, models, tmp_path, progress=False, state_dir=tmp_path / "state")
     runs = pd.read_csv(tmp_path / "ml-100k_runs.csv")
