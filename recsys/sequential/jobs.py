@@ -70,16 +70,17 @@ class Job:
     def settings(self) -> dict[str, Any]:
         """Everything that decides this job's numbers: hashed into :attr:`key`.
 
-        The model config is resolved (defaults filled in), so an override that restates a default,
-        such as a sweep point at the profile's own value, is the same job.
+        Model and optimiser settings enter as the fields that differ from their dataclass defaults,
+        so restating a default (a sweep point at the profile's own value) is the same job, and adding
+        a new option with a default keeps every stored result; a change of a *default's* meaning
+        must bump :data:`CODE_VERSION`.
         """
         spec = registry.get(self.model, "sequential")
-        config = dataclasses.asdict(spec.make_config(**self.overrides))
+        config = _non_default(spec.make_config(**self.overrides))
         # a fitted model uses no optimiser: only its seed counts, so a new learning rate does not re-fit it
-        train = dict(self.train) if spec.kind == "neural" else {"seed": self.seed}
+        train = _non_default(TrainConfig(**self.train)) if spec.kind == "neural" else {}
         return {"dataset": self.dataset, "anime_max_users": self.anime_max_users if self.dataset == "anime" else None,
-                "model": self.model, "split": self.split, "seed": self.seed, "train": train,
-                "config": json.loads(json.dumps(config, default=str)),
+                "model": self.model, "split": self.split, "seed": self.seed, "train": train, "config": config,
                 "max_seq_len": int(self.overrides.get("max_seq_len", 50)), "recent_examples": self.recent_examples,
                 "code_version": CODE_VERSION}
 
@@ -96,6 +97,14 @@ class Job:
     @property
     def neural(self) -> bool:
         return registry.get(self.model, "sequential").kind == "neural"
+
+
+def _non_default(config: Any) -> dict[str, Any]:
+    """The fields of dataclass ``config`` whose value differs from the field's default, JSON-ready."""
+    defaults = type(config)()
+    changed = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+               if getattr(config, f.name) != getattr(defaults, f.name)}
+    return json.loads(json.dumps(changed, default=str))
 
 
 def execute(job: Job, dataset: SequentialDataset, split: SequentialSplit) -> dict[str, Any]:
