@@ -38,7 +38,7 @@ from recsys.train.loop import TrainConfig
 
 log = logging.getLogger(__name__)
 
-PAPER = {  # the paper's own numbers (Table 3/4), different data: for reference only
+PAPER = {  # the paper's own numbers, from its abstract (Table 4 is an image in our copy); other data: reference only
     "Amazon Books": {"hit@10": 0.0351, "recall@50": 0.1123},
     "Tmall": {"hit@10": 0.0901, "recall@50": 0.1599},
 }
