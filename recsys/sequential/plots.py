@@ -20,11 +20,12 @@ def sweep_points(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     return frame.dropna(subset=[metric]).groupby("value")[metric].agg(["mean", "std", "count"]).sort_index()
 
 
-def plot_sweep(frame: pd.DataFrame, param: str, path: Path, title: str) -> None:
+def plot_sweep(frame: pd.DataFrame, param: str, path: Path, title: str) -> dict[str, list[str]]:
     """HR@10 and Recall@50 (mean ± sample std over seeds, one panel each) against the values of ``param``.
 
     The ticks are exactly the values tried, so an integer parameter (layers, embedding size) never
     gets fractional ticks; the embedding size is on a log2 axis because its values double.
+    Returns the tick labels of each panel (by metric).
     """
     import matplotlib
 
@@ -35,6 +36,7 @@ def plot_sweep(frame: pd.DataFrame, param: str, path: Path, title: str) -> None:
     fig, axes = plt.subplots(1, max(len(metrics), 1), figsize=(4.2 * max(len(metrics), 1), 3.2), squeeze=False)
     values = np.sort(frame["value"].astype(float).unique())
     integer = bool(np.all(values == np.round(values)))
+    ticks: dict[str, list[str]] = {}
     for ax, metric in zip(axes[0], metrics, strict=False):
         points = sweep_points(frame, metric)
         xs = points.index.to_numpy(dtype=float)
@@ -42,7 +44,8 @@ def plot_sweep(frame: pd.DataFrame, param: str, path: Path, title: str) -> None:
         if param == "embedding_dim":
             ax.set_xscale("log", base=2)
         ax.set_xticks(values)
-        ax.set_xticklabels([f"{v:.0f}" if integer else f"{v:g}" for v in values])
+        ticks[metric] = [f"{v:.0f}" if integer else f"{v:g}" for v in values]
+        ax.set_xticklabels(ticks[metric])
         ax.minorticks_off()
         seeds = int(points["count"].min()) if len(points) else 0
         ax.set_xlabel(param)
@@ -52,3 +55,4 @@ def plot_sweep(frame: pd.DataFrame, param: str, path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return ticks
