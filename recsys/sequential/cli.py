@@ -57,7 +57,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         settings.workers = args.workers
     datasets = list(DATASETS) if args.dataset == "all" else [args.dataset]
     from_cli = sys.argv and sys.argv[0].endswith(("recsys", "__main__.py"))
-    command = ("python -m recsys " + " ".join(sys.argv[1:]) if from_cli else
+    # the command that regenerates the tables (an export-only call's tables come from running it without the flag)
+    command = ("python -m recsys " + " ".join(a for a in sys.argv[1:] if a != "--export-only") if from_cli else
                f"python -m recsys reproduce cl-epidtn --profile {profile} --dataset {args.dataset}")
     out = Path(args.out) if args.out else output_dir(settings)
     report = reproduce(datasets, settings, _model_list(args.models), out, progress=True, command=command,
