@@ -30,8 +30,9 @@ def toy(monkeypatch):
                         lambda name, users=None: dataclasses.replace(toy_dataset(length=8), name=name))
 
 
-class Interrupted(Exception):
-    """Stands for the machine going away mid-run (KeyboardInterrupt would also stop pytest itself)."""
+class Interrupted(BaseException):
+    """Stands for the machine going away mid-run (not an Exception, which the runner logs and skips;
+    not KeyboardInterrupt, which would also stop pytest itself)."""
 
 
 def counting(monkeypatch, stop_after: int | None = None) -> list[str]:
@@ -120,6 +121,24 @@ def test_a_changed_setting_gets_a_new_key_and_reruns(tmp_path, toy, monkeypatch)
     assert store.get(job) is None
     store.path(job).write_text("{not json")
     assert store.get(job) is None
+
+
+def test_a_failing_job_is_skipped_and_retried_by_the_next_run(tmp_path, toy, monkeypatch):
+    state, out = tmp_path / "state", tmp_path / "out"
+    calls = counting(monkeypatch)
+
+    def diverge(job, dataset, split):
+        if job.model == "dssm" and job.seed == 1:
+            raise RuntimeError("loss is not finite")
+        return REAL_EXECUTE(job, dataset, split)
+
+    monkeypatch.setattr(jobs_module, "execute", diverge)
+    reproduce(["ml-100k"], SETTINGS, MODELS, out, progress=False, state_dir=state)
+    meta = json.loads((out / "ml-100k_meta.json").read_text())
+    assert (meta["jobs_done"], meta["complete"]) == (8, False)  # dssm seed 1 loo is missing, the rest finished
+    calls = counting(monkeypatch)
+    reproduce(["ml-100k"], SETTINGS, MODELS, out, progress=False, state_dir=state)
+    assert calls == ["ml-100k dssm seed 1 loo"]
 
 
 def test_export_only_marks_a_partial_run_incomplete(tmp_path, toy, monkeypatch):

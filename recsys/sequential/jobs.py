@@ -181,7 +181,10 @@ def unique(jobs: Sequence[Job]) -> list[Job]:
 def run_pending(jobs: Sequence[Job], store: JobStore, load: Callable[[str], SequentialDataset], workers: int = 1,
                 threads: int | None = None, progress: bool = True, on_done: Callable[[Job, dict], None] | None = None,
                 ) -> int:
-    """Run the jobs that ``store`` does not hold yet, in order; returns how many ran.
+    """Run the jobs that ``store`` does not hold yet, in order; returns how many finished.
+
+    A job that raises is logged and skipped (nothing stored, so a re-run retries it); the
+    other jobs still run.
 
     A tqdm bar counts every planned job (finished ones as already done) and shows the ETA.
     With ``workers`` > 1 the jobs run in that many spawned processes (spawn, not fork: a forked
@@ -208,11 +211,23 @@ def run_pending(jobs: Sequence[Job], store: JobStore, load: Callable[[str], Sequ
         if on_done is not None:
             on_done(job, record)
 
+    failed: list[str] = []
+
+    def fail(job: Job, error: Exception) -> None:  # e.g. a diverged run: the others still run; a re-run retries it
+        log.error("%s failed and is not stored: %s", job.label, error)
+        failed.append(job.label)
+        bar.update(1)
+
     if workers <= 1:
         for job in pending:
             bar.set_postfix_str(job.label)
             dataset, splits = data[job.dataset]
-            finish(job, execute(job, dataset, splits[job.split]))
+            try:
+                record = execute(job, dataset, splits[job.split])
+            except Exception as error:  # noqa: BLE001 - any failure of one job; Ctrl-C still stops the run
+                fail(job, error)
+                continue
+            finish(job, record)
     elif pending:
         from concurrent.futures import ProcessPoolExecutor, as_completed
         from multiprocessing import get_context
@@ -221,9 +236,16 @@ def run_pending(jobs: Sequence[Job], store: JobStore, load: Callable[[str], Sequ
                                  initargs=(data, threads)) as pool:
             futures = {pool.submit(_run_in_worker, job): job for job in pending}
             for future in as_completed(futures):
-                finish(futures[future], future.result())
+                try:
+                    record = future.result()
+                except Exception as error:  # noqa: BLE001
+                    fail(futures[future], error)
+                    continue
+                finish(futures[future], record)
     bar.close()
-    return len(pending)
+    if failed:
+        log.warning("%d job(s) failed (re-run to retry): %s", len(failed), "; ".join(failed))
+    return len(pending) - len(failed)
 
 
 @dataclass
