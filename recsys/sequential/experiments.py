@@ -165,9 +165,14 @@ def deviations(s: ReproduceSettings) -> list[str]:
     for key in ("embedding_dim", "dropout", "n_layers", "aug_dim", "lambda_cl"):
         if cl[key] != PAPER_SETTINGS[key]:
             out.append(f"CL-EPIDTN family {key} = {cl[key]} (paper {PAPER_SETTINGS[key]}): CPU budget of this profile")
+    if s.cl_overrides.get("seq_cl_max_users"):
+        out.append(f"CL-EPIDTN sequence contrastive task on at most {s.cl_overrides['seq_cl_max_users']} users of a "
+                   "batch (paper: every user of the batch): its three extra Transformer passes dominate the CPU cost")
     for key in ("embedding_dim", "dropout"):
         if s.shared.get(key) != PAPER_SETTINGS[key]:
             out.append(f"baselines keep their own {key} (paper: all models at {PAPER_SETTINGS[key]})")
+    out.append("baselines run at the shared settings and their own other defaults, not tuned (paper: 'tuned to their "
+               "optimal hyperparameter configurations')")
     out.append(f"batch: {s.window_batch_size} windows of up to {s.max_seq_len} (prefix, next item) pairs for SASRec and "
                f"the CL-EPIDTN family, {s.batch_size} (prefix, target) rows for DSSM, YouTube DNN and MIND (paper: 32): "
                "an in-batch softmax gets its negatives from the batch, and 32 pairs per step would make a CPU epoch "
