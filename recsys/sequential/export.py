@@ -117,6 +117,8 @@ def export_dataset(dataset: SequentialDataset, finished: Finished, settings: Rep
     for old in out_dir.glob(f"{dataset.name}_sweep_*.png"):
         old.unlink()
     for param in sweeps["param"].unique():
+        if sweeps.loc[sweeps["param"] == param, "value"].nunique() < 2:
+            continue  # a partial run: one point (the main table's job) is not a curve yet
         plot_sweep(sweeps[sweeps["param"] == param], param, out_dir / f"{dataset.name}_sweep_{param}.png",
                    f"{dataset.name}: {SWEEP_LABELS.get(param, param)}")
 
@@ -163,7 +165,8 @@ def dataset_markdown(meta: dict, summary: pd.DataFrame, runs: pd.DataFrame, test
     if not sweeps.empty:
         md += ["## Sensitivity (CL-EPIDTN; test HR@10 on leave-one-out, Recall@50 on the ratio split)", ""]
         for param in sweeps["param"].unique():
-            md += [f"![{param}]({name}_sweep_{param}.png)", ""]
+            if sweeps.loc[sweeps["param"] == param, "value"].nunique() > 1:
+                md += [f"![{param}]({name}_sweep_{param}.png)", ""]
         table = sweeps.groupby(["param", "value"])[["hit@10", "recall@50"]].agg(["mean", "std", "count"]).reset_index()
         table.columns = [" ".join(c).strip() if isinstance(c, tuple) else c for c in table.columns]
         md += [markdown_table(table), ""]
