@@ -12,6 +12,7 @@ from recsys.models.cl_epidtn import (
     CLEPIDTN,
     CLEPIDTNConfig,
     activity_buckets,
+    in_batch_bce,
     info_nce,
     item_categories,
     nt_xent,
@@ -110,6 +111,34 @@ def test_main_loss_is_a_softmax_over_the_batchs_distinct_items(logq):
         expected = torch.stack([-torch.log_softmax(logits[i], 0)[c] for i, c in enumerate([1, 0, 2, 2])]).mean()
         got = model.loss_parts(batch)["main"]
     assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_bce_main_loss_is_eq_14_over_every_in_batch_pair():
+    # one row, two columns, positive at column 0: labels [1, 0]
+    # logits [0, 0]: both entries cost log 2 -> mean log 2 = 0.69315
+    assert in_batch_bce(torch.zeros(1, 2), torch.tensor([0])).item() == pytest.approx(math.log(2), abs=1e-6)
+    # logits [2, -1]: -log sigmoid(2) = log(1 + e^-2) = 0.12693, -log(1 - sigmoid(-1)) = log(1 + e^-1) = 0.31326
+    # -> mean 0.22010
+    got = in_batch_bce(torch.tensor([[2.0, -1.0]]), torch.tensor([0])).item()
+    assert got == pytest.approx((math.log(1 + math.exp(-2)) + math.log(1 + math.exp(-1))) / 2, abs=1e-6)
+    assert got == pytest.approx(0.22010, abs=1e-5)
+    model = make("epidtn", main_loss="bce", logq_correction=False).eval()
+    batch = tiny_batch()
+    with torch.no_grad():
+        logits = model.user_tower(batch) @ model.item_tower(torch.tensor([3, 4, 5])).T / model.config.temperature
+        expected = in_batch_bce(logits, torch.tensor([1, 0, 2, 2]))  # rows target items 4, 3, 5, 5
+        assert model.loss_parts(batch)["main"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_item_tower_with_one_layer_as_in_eq_11():
+    two, one = make(), make(item_tower_layers=1)
+    linear = [m for m in one.item_mlp if isinstance(m, torch.nn.Linear)]
+    # item id + decade + genres + a_v: 3 slots of d = 16 and aug_dim 4 -> 52 inputs, straight to d = 16
+    assert [(m.in_features, m.out_features) for m in linear] == [(52, 16)]
+    assert [(m.in_features, m.out_features) for m in two.item_mlp if isinstance(m, torch.nn.Linear)] == [(52, 32), (32, 16)]
+    assert one.item_tower().norm(dim=-1)[1:].tolist() == pytest.approx([1.0] * 6, abs=1e-5)
+    with pytest.raises(ValueError, match="item_tower_layers"):
+        make(item_tower_layers=3)
 
 
 def test_causal_encoder_gives_every_prefix_state_in_one_pass():

@@ -17,6 +17,7 @@ from recsys.sequential.reproduce import reproduce
 from recsys.sequential.serving import load_checkpoint
 from recsys.train.loop import TrainConfig
 from recsys import registry
+from recsys.eval.stats import COLUMNS
 from recsys.train.recipes import RecipeContext
 from tests.sequential_toy import toy_dataset
 
@@ -86,26 +87,37 @@ def test_reproduce_on_the_toy_writes_every_table(tmp_path, monkeypatch):
     settings = dataclasses.replace(
         QUICK, seeds=2, epochs=1, max_seq_len=5, batch_size=16,
         cl_overrides={"embedding_dim": 16, "n_layers": 1, "aug_dim": 4},
-        sweep={"lambda_cl": [0.1, 1.0]},
+        sweep={"lambda_cl": [0.1, 1.0]}, sweep_epochs=None, workers=1,
     )
-    report = reproduce(["ml-100k"], settings, models, tmp_path, progress=False)
+    report = reproduce(["ml-100k"], settings, models, tmp_path, progress=False, state_dir=tmp_path / "state")
     runs = pd.read_csv(tmp_path / "ml-100k_runs.csv")
-    assert len(runs) == 2 * len(models) and set(runs["model"]) == set(models)
-    assert runs[["hit@10", "hit@50", "ndcg@10"]].notna().all().all()
-    # the ratio split ran on QUICK.ratio_seeds = 1 seed
-    assert runs.loc[runs["seed"] == 0, "recall@10"].notna().all() and runs.loc[runs["seed"] == 1, "recall@10"].isna().all()
+    # one row per (model, seed, split): 2 seeds on leave-one-out, QUICK.ratio_seeds = 1 on the ratio split
+    assert len(runs) == 2 * len(models) + len(models) and set(runs["model"]) == set(models)
+    loo, ratio = runs[runs["split"] == "loo"], runs[runs["split"] == "ratio"]
+    assert loo[["hit@10", "hit@50", "ndcg@10"]].notna().all().all() and loo["recall@10"].isna().all()
+    assert ratio[["recall@10", "recall@50"]].notna().all().all() and set(ratio["seed"]) == {0}
+    assert (runs["cpu_seconds"] >= 0).all() and (runs.loc[runs["model"] == "cl-epidtn", "cpu_seconds"] > 0).all()
     summary = report["datasets"]["ml-100k"]["summary"]
     pop = summary.set_index("model").loc["most-popular"]
     assert pop["hit@10_std"] == 0.0  # counting is seed-independent
     text = (tmp_path / "ml-100k.md").read_text()
-    assert "leave-one-out" in text and "± " in text
+    assert "leave-one-out" in text and "± " in text and "Convergence" in text
     readme = (tmp_path / "README.md").read_text()
-    assert "git commit" in readme and "wall time" in readme
+    assert "quick profile" in readme and "resumes" in readme
     tests = pd.read_csv(tmp_path / "ml-100k_ttests.csv")
-    assert set(tests["model"]) == set(models) - {"cl-epidtn"}
+    assert list(tests.columns) == list(COLUMNS)
+    assert set(tests.loc[tests["metric"] == "hit@10", "model"]) == set(models) - {"cl-epidtn"}
     assert (tests["p"].isna() | tests["p"].between(0, 1)).all()  # NaN when both sides have zero variance
+    sweeps = pd.read_csv(tmp_path / "ml-100k_sweeps.csv")
+    # lambda 0.1 and 1.0 on 1 sweep seed; each point has HR@10 (loo job) and Recall@50 (ratio job)
+    assert sorted(sweeps["value"]) == [0.1, 1.0] and sweeps[["hit@10", "recall@50"]].notna().all().all()
     assert (tmp_path / "ml-100k_sweep_lambda_cl.png").exists()
-    assert json.loads((tmp_path / "ml-100k_meta.json").read_text())["quick"] is True
+    meta = json.loads((tmp_path / "ml-100k_meta.json").read_text())
+    assert meta["quick"] is True and meta["profile"] == "quick" and meta["complete"] is True
+    # 8 loo + 4 ratio + 4 sweep jobs, of which the lambda = 1.0 pair equals the main cl-epidtn seed-0 jobs
+    assert meta["jobs_done"] == meta["jobs_total"] == 14
+    curves = pd.read_csv(tmp_path / "ml-100k_curves.csv")
+    assert set(curves["model"]) == {"dssm", "cl-epidtn"} and (curves["val_metric_name"] == "ndcg@10").all()
 
 
 @pytest.mark.slow

@@ -167,6 +167,12 @@ class CLEPIDTNConfig:
     logq_correction: bool = True  # subtract log(item frequency) from in-batch logits (Yi et al. 2019)
     n_activity_buckets: int = 12  # log2 buckets of sequence length (0 = no history)
     item_category: str = "auto"  # auto | genre | field: which item feature feeds a_v
+    #: linear layers of the item tower's MLP: 2 (ours: input -> 2d -> d with ReLU) or 1 (the paper's eq. 11,
+    #: "a layer of MLP": input -> d); see docs/results/cl-epidtn/fidelity.md
+    item_tower_layers: int = 2
+    #: main loss: "infonce" (in-batch softmax, the paper's eq. 25 for CL-EPIDTN) or "bce" (the paper's eq. 14 for
+    #: EPIDTN: binary cross-entropy, the row's target as 1 and the batch's other distinct items as 0)
+    main_loss: str = "infonce"
     #: which model: ``cl-epidtn`` or one of the paper's ablations ``epidtn`` (no contrastive
     #: tasks), ``cltd`` (no augmented vectors), ``cl-dssm`` (no Transformer); the registry's
     #: entries set it through their options
@@ -207,6 +213,10 @@ class CLEPIDTNConfig:
             raise ValueError("seq_cl_max_users must be None or at least 2 (a contrastive task needs negatives)")
         if self.max_seq_len < 1 or self.n_layers < 1 or self.aug_dim < 1:
             raise ValueError("max_seq_len, n_layers and aug_dim must be at least 1")
+        if self.item_tower_layers not in (1, 2):
+            raise ValueError(f"item_tower_layers must be 1 or 2, got {self.item_tower_layers!r}")
+        if self.main_loss not in ("infonce", "bce"):
+            raise ValueError(f"main_loss must be 'infonce' or 'bce', got {self.main_loss!r}")
         if self.item_category not in ("auto", "genre", "field"):
             raise ValueError(f"item_category must be auto, genre or field, got {self.item_category!r}")
 
@@ -231,6 +241,17 @@ def info_nce(similarity: torch.Tensor, temperature: float, invalid: torch.Tensor
         logits = logits.masked_fill(invalid, float("-inf"))
     target = torch.arange(similarity.shape[0], device=similarity.device)
     return F.cross_entropy(logits, target)
+
+
+def in_batch_bce(logits: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """The paper's eq. 14 on in-batch pairs: binary cross-entropy over every (row, item) logit.
+
+    Row ``i``'s label is 1 at column ``positive[i]`` and 0 elsewhere; the mean runs over all
+    ``B x K`` entries, so each pair, positive or negative, is one sample as in the equation.
+    """
+    labels = torch.zeros_like(logits)
+    labels[torch.arange(logits.shape[0], device=logits.device), positive] = 1.0
+    return F.binary_cross_entropy_with_logits(logits, labels)
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float, hard: torch.Tensor | None = None,
@@ -373,7 +394,8 @@ class CLEPIDTN(TwoTowerMixin, NeuralRecommender):
         self.n_user_slots = 1 + self.user_fields.n_slots  # user id + fields
         self.n_item_slots = 1 + self.item_fields.n_slots  # item id + fields (+ genres)
         self.user_mlp = mlp([seq_width + self.n_user_slots * d + aug, 2 * d, d], config.dropout)
-        self.item_mlp = mlp([self.n_item_slots * d + aug, 2 * d, d], config.dropout)
+        item_hidden = [2 * d] if config.item_tower_layers == 2 else []
+        self.item_mlp = mlp([self.n_item_slots * d + aug, *item_hidden, d], config.dropout)
         self.last_loss_parts: dict[str, float] = {}
         log.debug("%s: %d parameters (%s)", self.display_name, sum(p.numel() for p in self.parameters()),
                   self.extra_repr())
@@ -590,7 +612,7 @@ class CLEPIDTN(TwoTowerMixin, NeuralRecommender):
         logits = u @ v.T / cfg.temperature
         if cfg.logq_correction:  # logits - log q(item): popular items are not over-punished as negatives
             logits = logq_correct(logits, self.item_log_frequency, items)
-        parts = {"main": F.cross_entropy(logits, positive)}
+        parts = {"main": in_batch_bce(logits, positive) if cfg.main_loss == "bce" else F.cross_entropy(logits, positive)}
 
         if cfg.use_contrastive:
             first = self._first_rows(users)  # each user once

@@ -31,7 +31,7 @@ def _model_list(text: str | None) -> list[str] | None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from recsys.eval.sequential import PROTOCOL
     from recsys.sequential.experiments import evaluate_ml100k
-    from recsys.sequential.reproduce import markdown_table
+    from recsys.sequential.export import markdown_table
     from recsys.sequential.stats import METRIC_LABELS
 
     table = evaluate_ml100k(_model_list(args.models), args.epochs, args.seed, args.recent_examples or None,
@@ -42,11 +42,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from recsys.sequential.experiments import QUICK, ReproduceSettings, results_dir
-    from recsys.sequential.reproduce import markdown_table, reproduce
+    from recsys.sequential.experiments import PROFILES
+    from recsys.sequential.export import markdown_table
+    from recsys.sequential.reproduce import output_dir, reproduce
     from recsys.sequential.stats import pretty_table
 
-    settings = dataclasses.replace(QUICK) if args.quick else ReproduceSettings()
+    profile = "quick" if args.quick else args.profile
+    settings = dataclasses.replace(PROFILES[profile])
     if args.seeds:
         settings.seeds = args.seeds
     if args.epochs:
@@ -55,14 +57,18 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         settings.workers = args.workers
     datasets = list(DATASETS) if args.dataset == "all" else [args.dataset]
     from_cli = sys.argv and sys.argv[0].endswith(("recsys", "__main__.py"))
-    command = ("python -m recsys " + " ".join(sys.argv[1:]) if from_cli else
-               f"python -m recsys reproduce cl-epidtn{' --quick' if args.quick else ''} --dataset {args.dataset}")
-    out = Path(args.out) if args.out else results_dir()
-    report = reproduce(datasets, settings, _model_list(args.models), out, progress=True, command=command)
+    # the command that regenerates the tables (an export-only call's tables come from running it without the flag)
+    command = ("python -m recsys " + " ".join(a for a in sys.argv[1:] if a != "--export-only") if from_cli else
+               f"python -m recsys reproduce cl-epidtn --profile {profile} --dataset {args.dataset}")
+    out = Path(args.out) if args.out else output_dir(settings)
+    report = reproduce(datasets, settings, _model_list(args.models), out, progress=True, command=command,
+                       state_dir=Path(args.state_dir) if args.state_dir else None, export_only=args.export_only)
     for name, entry in report["datasets"].items():
-        print(f"\n## {name} ({entry['seconds']:.0f} s)")
-        print(markdown_table(pretty_table(entry["summary"])))
-    print(f"\nwrote {out} in {report['seconds']:.0f} s")
+        meta = entry["meta"]
+        print(f"\n## {name}: {meta['jobs_done']} of {meta['jobs_total']} jobs, {meta['cpu_seconds_total']:.0f} CPU s")
+        if not entry["summary"].empty:
+            print(markdown_table(pretty_table(entry["summary"])))
+    print(f"\nran {report['ran']} job(s); state in {report['state_dir']}; wrote {out}")
     return 0
 
 
@@ -79,11 +85,19 @@ def register_cli(verbs: dict) -> None:
 
     reproduce = verbs["reproduce"].add_parser(
         "cl-epidtn", help="multi-seed tables, t-tests, ablations and sweeps of CL-EPIDTN")
-    reproduce.add_argument("--quick", action="store_true", help="a <10 minute version (fewer epochs/seeds/data, smaller sweeps)")
+    reproduce.add_argument("--profile", choices=("quick", "converged", "full"), default="full",
+                           help="quick: a <10 minute smoke test; converged: early-stopped, 3 seeds, a few CPU-hours; "
+                                "full: 5 seeds at the paper's size (default)")
+    reproduce.add_argument("--quick", action="store_true", help="same as --profile quick")
+    reproduce.add_argument("--state-dir", help="folder of finished jobs, one JSON each; a re-run skips them "
+                                               "(default .cache/recsys/reproduce/<profile>)")
+    reproduce.add_argument("--export-only", action="store_true",
+                           help="train nothing; write the tables from the jobs finished so far (marked incomplete)")
     reproduce.add_argument("--dataset", choices=[*DATASETS, "all"], default="ml-100k")
     reproduce.add_argument("--seeds", type=positive_int, help="number of seeds (default 5; 2 with --quick)")
     reproduce.add_argument("--epochs", type=positive_int, help="override the epoch budget")
     reproduce.add_argument("--workers", type=positive_int, help="training processes side by side (default 1; 2 with --quick)")
     reproduce.add_argument("--models", help=f"comma-separated subset of: {names}")
-    reproduce.add_argument("--out", help=f"output folder (default ${RESULTS_ENV} or docs/results/cl-epidtn)")
+    reproduce.add_argument("--out", help=f"output folder (default ${RESULTS_ENV} or docs/results/cl-epidtn; converged and full "
+                                                "profiles in a sub-folder of that name)")
     reproduce.set_defaults(func=_cmd_reproduce)

@@ -61,6 +61,7 @@ class TrainedModel:
     epochs: int
     best_epoch: int | None
     history: list[dict[str, float]] = field(default_factory=list)
+    stop_reason: str | None = None  # the loop's: "completed", "early-stopped (...)", ...
 
 
 def train_model(
@@ -108,7 +109,8 @@ def train_model(
 
     train = dataclasses.replace(train, monitor=train.monitor or "ndcg@10")
     result = fit(model, lambda epoch: examples.batches(train.batch_size, train.seed, epoch), train, evaluate, callbacks)
-    return TrainedModel(name, model, result.seconds, len(result.history), result.best_epoch, result.history)
+    return TrainedModel(name, model, result.seconds, len(result.history), result.best_epoch, result.history,
+                        result.stop_reason)
 
 
 def test_metrics(trained: TrainedModel, split: SequentialSplit, max_len: int) -> dict[str, float]:

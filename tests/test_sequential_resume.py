@@ -1,0 +1,154 @@
+"""The resumable reproduction on the toy dataset: interrupted runs resume, changed settings re-run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pandas as pd
+import pytest
+
+from recsys.sequential import jobs as jobs_module
+from recsys.sequential import reproduce as reproduce_module
+from recsys.sequential.experiments import ReproduceSettings
+from recsys.sequential.jobs import JobStore
+from recsys.sequential.reproduce import make_job, plan, reproduce
+from tests.sequential_toy import toy_dataset
+
+REAL_EXECUTE = jobs_module.execute
+MODELS = ["most-popular", "wals", "dssm"]
+# 2 seeds on leave-one-out + 1 on the ratio split, 3 models: 9 jobs; dssm may train 30 epochs but
+# stops once validation NDCG@10 has not improved for 2 epochs
+SETTINGS = ReproduceSettings(profile="converged", seeds=2, ratio_seeds=1, epochs=30, patience=2, batch_size=16,
+                             lr=1e-2, max_seq_len=5, sweep={}, threads=1, workers=1,
+                             shared={"embedding_dim": 8, "dropout": 0.0})
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    monkeypatch.setattr(reproduce_module, "load_dataset",
+                        lambda name, users=None: dataclasses.replace(toy_dataset(length=8), name=name))
+
+
+class Interrupted(BaseException):
+    """Stands for the machine going away mid-run (not an Exception, which the runner logs and skips;
+    not KeyboardInterrupt, which would also stop pytest itself)."""
+
+
+def counting(monkeypatch, stop_after: int | None = None) -> list[str]:
+    """Record every job that trains; with ``stop_after``, the next one is interrupted."""
+    calls: list[str] = []
+    real = REAL_EXECUTE
+
+    def execute(job, dataset, split):
+        if stop_after is not None and len(calls) == stop_after:
+            raise Interrupted
+        calls.append(job.label)
+        return real(job, dataset, split)
+
+    monkeypatch.setattr(jobs_module, "execute", execute)
+    return calls
+
+
+def test_an_interrupted_run_resumes_without_redoing_finished_jobs(tmp_path, toy, monkeypatch):
+    state, out = tmp_path / "state", tmp_path / "out"
+    first = counting(monkeypatch, stop_after=4)
+    with pytest.raises(Interrupted):
+        reproduce(["ml-100k"], SETTINGS, MODELS, out, progress=False, state_dir=state)
+    stored = {p.name: json.loads(p.read_text()) for p in (state / "jobs").glob("*.json")}
+    assert len(first) == len(stored) == 4  # each job was on disk as soon as it finished
+
+    second = counting(monkeypatch)
+    reproduce(["ml-100k"], SETTINGS, MODELS, out, progress=False, state_dir=state)
+    assert len(second) == 9 - 4 and not set(first) & set(second)
+    runs = pd.read_csv(out / "ml-100k_runs.csv")
+    assert len(runs) == 9
+    for record in stored.values():  # the first sitting's numbers are the ones reported
+        s = record["settings"]
+        row = runs[(runs["model"] == s["model"]) & (runs["seed"] == s["seed"]) & (runs["split"] == s["split"])]
+        metric = "hit@10" if s["split"] == "loo" else "recall@10"
+        assert row[metric].item() == pytest.approx(record["metrics"][metric])
+    meta = json.loads((out / "ml-100k_meta.json").read_text())
+    assert (meta["jobs_done"], meta["jobs_total"], meta["complete"]) == (9, 9, True)
+    assert meta["cpu_seconds_total"] == pytest.approx(runs["cpu_seconds"].sum(), abs=0.01) and runs["cpu_seconds"].max() > 0
+
+    third = counting(monkeypatch)
+    reproduce(["ml-100k"], SETTINGS, MODELS, out, progress=False, state_dir=state)
+    assert third == []  # everything finished: nothing trains
+
+
+def test_best_epoch_is_reported_below_the_epoch_budget(tmp_path, toy, monkeypatch):
+    counting(monkeypatch)
+    settings = dataclasses.replace(SETTINGS, seeds=1, ratio_seeds=1)
+    reproduce(["ml-100k"], settings, ["dssm"], tmp_path / "out", progress=False, state_dir=tmp_path / "state")
+    runs = pd.read_csv(tmp_path / "out" / "ml-100k_runs.csv")
+    # the toy's pattern is learnt within a few epochs; patience 2 then stops well before 30
+    assert (runs["max_epochs"] == 30).all() and runs["stopped_early"].all()
+    assert (runs["best_epoch"] < runs["max_epochs"]).all() and (runs["epochs_run"] == runs["best_epoch"] + 2).all()
+    curves = pd.read_csv(tmp_path / "out" / "ml-100k_curves.csv")
+    assert len(curves) == runs["epochs_run"].sum() and (curves["val_metric_name"] == "ndcg@10").all()
+    meta = json.loads((tmp_path / "out" / "ml-100k_meta.json").read_text())
+    assert meta["profile"] == "converged" and meta["settings"]["patience"] == 2 and meta["deviations"]
+
+
+def test_a_changed_setting_gets_a_new_key_and_reruns(tmp_path, toy, monkeypatch):
+    job = make_job("ml-100k", "dssm", "loo", 0, SETTINGS)
+    assert make_job("ml-100k", "dssm", "loo", 0, SETTINGS).key == job.key  # deterministic
+    for changed in (dataclasses.replace(SETTINGS, lr=2e-2), dataclasses.replace(SETTINGS, max_seq_len=6),
+                    dataclasses.replace(SETTINGS, shared={"embedding_dim": 16, "dropout": 0.0})):
+        assert make_job("ml-100k", "dssm", "loo", 0, changed).key != job.key
+    assert make_job("ml-100k", "dssm", "loo", 1, SETTINGS).key != job.key
+    assert make_job("ml-100k", "dssm", "ratio", 0, SETTINGS).key != job.key
+    # a fitted model ignores the optimiser settings, so a new learning rate does not re-run it
+    wals = make_job("ml-100k", "wals", "loo", 0, SETTINGS)
+    assert make_job("ml-100k", "wals", "loo", 0, dataclasses.replace(SETTINGS, lr=2e-2)).key == wals.key
+    # a sweep point at the profile's own value (lambda 1.0 is CL-EPIDTN's default) is the main job
+    sweep = plan(dataclasses.replace(SETTINGS, sweep={"lambda_cl": [0.5, 1.0]}), ["ml-100k"], ["cl-epidtn"])["ml-100k"]
+    main = {j.key for j in sweep if j.role == "main"}
+    assert [j.key in main for j in sweep if j.role == "sweep"] == [False, False, True, True]
+
+    state, out = tmp_path / "state", tmp_path / "out"
+    counting(monkeypatch)
+    reproduce(["ml-100k"], SETTINGS, MODELS, out, progress=False, state_dir=state)
+    rerun = counting(monkeypatch)
+    reproduce(["ml-100k"], dataclasses.replace(SETTINGS, lr=2e-2), MODELS, out, progress=False, state_dir=state)
+    assert sorted(rerun) == ["ml-100k dssm seed 0 loo", "ml-100k dssm seed 0 ratio", "ml-100k dssm seed 1 loo"]
+
+    # a result file holding other settings, or a damaged one, is not trusted: the job runs again
+    store = JobStore(state)
+    record = json.loads(store.path(job).read_text())
+    store.path(job).write_text(json.dumps({**record, "settings": {**record["settings"], "seed": 7}}))
+    assert store.get(job) is None
+    store.path(job).write_text("{not json")
+    assert store.get(job) is None
+
+
+def test_a_failing_job_is_skipped_and_retried_by_the_next_run(tmp_path, toy, monkeypatch):
+    state, out = tmp_path / "state", tmp_path / "out"
+    calls = counting(monkeypatch)
+
+    def diverge(job, dataset, split):
+        if job.model == "dssm" and job.seed == 1:
+            raise RuntimeError("loss is not finite")
+        return REAL_EXECUTE(job, dataset, split)
+
+    monkeypatch.setattr(jobs_module, "execute", diverge)
+    reproduce(["ml-100k"], SETTINGS, MODELS, out, progress=False, state_dir=state)
+    meta = json.loads((out / "ml-100k_meta.json").read_text())
+    assert (meta["jobs_done"], meta["complete"]) == (8, False)  # dssm seed 1 loo is missing, the rest finished
+    calls = counting(monkeypatch)
+    reproduce(["ml-100k"], SETTINGS, MODELS, out, progress=False, state_dir=state)
+    assert calls == ["ml-100k dssm seed 1 loo"]
+
+
+def test_export_only_marks_a_partial_run_incomplete(tmp_path, toy, monkeypatch):
+    state, out = tmp_path / "state", tmp_path / "out"
+    counting(monkeypatch, stop_after=2)
+    with pytest.raises(Interrupted):
+        reproduce(["ml-100k"], SETTINGS, MODELS, out, progress=False, state_dir=state)
+    calls = counting(monkeypatch)
+    reproduce(["ml-100k"], SETTINGS, MODELS, out, progress=False, state_dir=state, export_only=True)
+    assert calls == []
+    meta = json.loads((out / "ml-100k_meta.json").read_text())
+    assert (meta["jobs_done"], meta["jobs_total"], meta["complete"]) == (2, 9, False)
+    assert "INCOMPLETE" in (out / "ml-100k.md").read_text() and len(pd.read_csv(out / "ml-100k_runs.csv")) == 2
