@@ -45,8 +45,10 @@ def protocol(info: dict | None) -> str:
     info = info or {}
     train = info.get("train") if isinstance(info.get("train"), dict) else {}
     seeds = info.get("seeds", "several")
+    languages = info.get("queries_by_language")
+    in_languages = f" in {len(languages)} languages" if isinstance(languages, dict) and languages else ""
     return (
-        f"Every query of the held-out test split ({info.get('n_queries', '?')} questions in five languages) is "
+        f"Every query of the held-out test split ({info.get('n_queries', '?')} questions{in_languages}) is "
         f"scored against the whole catalogue ({info.get('n_videos', '?')} real teaching videos), nothing sampled; "
         "the ranked list is compared with the query's labelled relevant videos. Accuracy = the first video is "
         "relevant, P@5 / R@5 / F1@5 over the top five, MRR@10 and NDCG@10 over the top ten. Trained models "

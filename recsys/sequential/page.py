@@ -1,4 +1,4 @@
-"""Page helpers of the sequential domain (Ablations page, explorer sources). UI-free."""
+"""Page helpers of the sequential domain (Results page, explorer sources). UI-free."""
 
 from __future__ import annotations
 
