@@ -32,7 +32,6 @@ times; loading once per process is what we want), created lazily on the first
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -43,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recsys.data.integrity import sha256_of
 from recsys.embed.base import Embedder, EmbeddingBackendError, Progress, report_progress
 from recsys.paths import cache_dir
 
@@ -91,12 +91,7 @@ def minilm_dir() -> Path:
 # sha256 verification, remembered per (path, size, mtime)
 # ---------------------------------------------------------------------------------
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
+sha256_file = sha256_of  # one file hasher for the project (recsys.data.integrity)
 
 
 def _hash_record_path() -> Path:

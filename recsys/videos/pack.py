@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from recsys.data.integrity import sha256_of
+
 log = logging.getLogger(__name__)
 
 PACK_VERSION = 1
@@ -44,22 +46,14 @@ TOLERANCE = 1e-4
 NEURAL = ("dcdt", "single-tower")
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def pack_key(space: str, data_files: list[Path], checkpoints: dict[str, Path | None]) -> str:
     """24 hex digits of sha256 over the pack version, the space, the data files and each checkpoint file."""
     digest = hashlib.sha256(f"pack v{PACK_VERSION}\n{space}\n".encode())
     for path in data_files:
-        digest.update(f"{Path(path).name} {file_sha256(path)}\n".encode())
+        digest.update(f"{Path(path).name} {sha256_of(path)}\n".encode())
     for name in sorted(checkpoints):
         path = checkpoints[name]
-        digest.update(f"{name} {file_sha256(path) if path is not None and Path(path).is_file() else 'none'}\n".encode())
+        digest.update(f"{name} {sha256_of(path) if path is not None and Path(path).is_file() else 'none'}\n".encode())
     return digest.hexdigest()[:24]
 
 
