@@ -13,7 +13,7 @@ def test_gelu_and_layer_norm_arithmetic():
     out = numpy_bert._gelu(np.array([0.0, 1.0, -1.0], dtype=np.float32))
     assert out.tolist() == pytest.approx([0.0, 0.841345, -0.158655], abs=1e-6)
     # [1, 3]: mean 2, variance 1 -> [-1, 1]; then * [2, 2] + [0, 1] -> [-2, 3]
-    ln = numpy_bert._layer_norm(np.array([[1.0, 3.0]]), np.array([2.0, 2.0]), np.array([0.0, 1.0]), 1e-12)
+    ln = numpy_bert.layer_norm(np.array([[1.0, 3.0]]), np.array([2.0, 2.0]), np.array([0.0, 1.0]), 1e-12)
     assert ln.tolist() == [pytest.approx([-2.0, 3.0])]
 
 

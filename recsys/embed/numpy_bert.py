@@ -22,7 +22,7 @@ from recsys.embed.local import MINILM_MAX_TOKENS, MINILM_SHA256, minilm_dir, ver
 __all__ = ["NumpyMiniLM"]
 
 
-def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
+def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
     mean = x.mean(-1, keepdims=True)
     var = ((x - mean) ** 2).mean(-1, keepdims=True)
     return (x - mean) / np.sqrt(var + eps) * weight + bias
@@ -73,14 +73,14 @@ class NumpyMiniLM:
         hd, t = h // nh, len(ids)
         x = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:t]
              + w["embeddings.token_type_embeddings.weight"][0])
-        x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
+        x = layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
         for qkv_w, qkv_b, o_w, o_b, ln1_w, ln1_b, i_w, i_b, d_w, d_b, ln2_w, ln2_b in self.layers:
             qkv = (x @ qkv_w + qkv_b).reshape(t, 3, nh, hd).transpose(1, 2, 0, 3)  # [3, heads, t, hd]
             scores = qkv[0] @ qkv[1].transpose(0, 2, 1) / math.sqrt(hd)
             scores = np.exp(scores - scores.max(-1, keepdims=True))
             ctx = (scores / scores.sum(-1, keepdims=True)) @ qkv[2]  # [heads, t, hd]
-            x = _layer_norm(ctx.transpose(1, 0, 2).reshape(t, h) @ o_w + o_b + x, ln1_w, ln1_b, eps)
-            x = _layer_norm(_gelu(x @ i_w + i_b) @ d_w + d_b + x, ln2_w, ln2_b, eps)
+            x = layer_norm(ctx.transpose(1, 0, 2).reshape(t, h) @ o_w + o_b + x, ln1_w, ln1_b, eps)
+            x = layer_norm(_gelu(x @ i_w + i_b) @ d_w + d_b + x, ln2_w, ln2_b, eps)
         pooled = x.mean(0)
         return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
 

@@ -34,6 +34,7 @@ import numpy as np
 
 from recsys.embed.local import (MINILM_MAX_TOKENS, MINILM_NAME, MINILM_SHA256, ModelIntegrityError, minilm_dir,
                                 verify_model_file)
+from recsys.embed.numpy_bert import layer_norm
 from recsys.embed.text import prepare_texts
 
 __all__ = ["ENCODER_DIR", "OnnxMiniLM", "OnnxMiniLMInt8", "read_manifest"]
@@ -103,10 +104,7 @@ class OnnxMiniLM:
     def _embedded(self, ids: list[int]) -> np.ndarray:
         """LayerNorm(word + position + token type) of one text's tokens: ``[1, t, 384]`` (BERT's embedding layer)."""
         x = self.word[ids] + self.position[:len(ids)] + self.token_type
-        mean = x.mean(-1, keepdims=True)
-        centred = x - mean
-        var = (centred * centred).mean(-1, keepdims=True)
-        return (centred / np.sqrt(var + self.eps) * self.ln_w + self.ln_b)[None].astype(np.float32, copy=False)
+        return layer_norm(x, self.ln_w, self.ln_b, self.eps)[None].astype(np.float32, copy=False)
 
     def encode(self, texts, progress=False) -> np.ndarray:
         """Unit rows ``[len(texts), 384]``; ``ValueError`` for an empty text (as every embedder)."""

@@ -6,13 +6,14 @@ The paper claims a recommendation in under 10 ms; issue 11 asks for about a mill
 * **torch** (the path before issue 11): the fp32 MiniLM in torch with its embedding cache
   off, then the model's ``full_sort_predict`` and :func:`recsys.retrieval.topk.top_k`;
 * **fast** (:class:`recsys.videos.fastserve.FastVideoService`): the torch-free query
-  encoder (int8 MiniLM on ONNX Runtime), the serving pack's numpy scorer, the same top-k.
+  encoder of the served space (by default MiniLM on ONNX Runtime, fp32 compute, plus USE multilingual
+  in numpy), the serving pack's numpy scorer, the same top-k.
 
 The two run *interleaved query by query*, so both see the same load on a shared machine;
 the ratio (fast / torch) is the number to read, and the machine's load average is printed
-with it. The encoders are also timed alone (torch, numpy fp32, ONNX int8), and the
-validation split's MRR@10 of every model is computed with fp32 and with int8 query
-vectors (the int8 encoder must stay within 0.005 of fp32).
+with it. The encoders are also timed alone (torch, numpy fp32, each ONNX graph of the space), and
+the validation split's MRR@10 of every model is computed with each encoder's query vectors
+(a served encoder must stay within 0.005 of torch fp32; the int8 graph does not, so it is opt-in).
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ Why: issue 11 measured 14.5 s from starting the app on a fresh clone to the firs
 of it the fp32 encoder. Here nothing heavy runs at start or per query:
 
 * the query is encoded by a torch-free encoder named by
-  :func:`recsys.embed.onnx_query.encoder_for_space` (int8 MiniLM on ONNX Runtime for the
-  shipped MiniLM space; any numpy / ONNX encoder, or a ``+`` concatenation, plugs in by name);
+  :func:`recsys.embed.onnx_query.encoder_for_space` (MiniLM on ONNX Runtime, fp32
+  compute, for the MiniLM half of the shipped space, USE multilingual in numpy for the other; any numpy / ONNX encoder, or a ``+`` concatenation, plugs in by name);
 * everything query-independent comes from a serving pack (:mod:`recsys.videos.pack`):
   the committed one of the shipped checkpoints (``assets/checkpoints/serving-*.npz``), or one
   built with torch on first use and cached (a studio run serving, an edited catalogue),
