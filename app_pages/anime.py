@@ -6,15 +6,20 @@ UI only: the models are served by :mod:`recsys.anime.serving`; tables and picker
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
-from recsys.anime import page as helpers
-from recsys.anime import serving
-from recsys.eval.llm_judge import judge_recommendations
-from recsys.paths import DataNotFoundError
+from recsys.anime import warmup
 
 st.title("🎬 Anime recommender")
+warmup.start()  # the split and item-kNN's similarity in a thread while torch imports just below
+
+import pandas as pd  # noqa: E402
+
+from recsys.anime import page as helpers  # noqa: E402
+from recsys.anime import serving  # noqa: E402
+from recsys.eval.llm_judge import judge_recommendations  # noqa: E402
+from recsys.paths import DataNotFoundError  # noqa: E402
+
 st.caption(
     "Two-tower models of the anime paper (MSE on ratings; weighted-average nearest anime, K-means and GMM retrieval "
     "for unseen users) beside our denoising two-tower, an implicit two-tower, EASE, item-kNN and popularity. "

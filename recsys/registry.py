@@ -189,13 +189,19 @@ SEQUENTIAL_MODELS: tuple[ModelSpec, ...] = (
 MODELS: tuple[ModelSpec, ...] = (*VIDEO_MODELS, *ANIME_MODELS, *SEQUENTIAL_MODELS)
 
 
+_built: list = [None, {}]  # [the MODELS tuple indexed, its index]: serving looks a model up on every request
+
+
 def _index() -> dict[str, ModelSpec]:
+    if _built[0] is MODELS:
+        return _built[1]
     index: dict[str, ModelSpec] = {}
     for spec in MODELS:
         for key in (spec.name, *spec.aliases):
             if key in index and index[key] is not spec:
                 raise RuntimeError(f"model name {key!r} registered twice")
             index[key] = spec
+    _built[:] = [MODELS, index]
     return index
 
 

@@ -16,7 +16,8 @@ from recsys.models.anime_retrieval import (ClusterRetrieval, ClusterRetrievalCon
                                            WeightedAverageConfig, weighted_average_vectors)
 from recsys.models.ease import EASE, EASEConfig, ease_weights
 from recsys.models.implicit_two_tower import ImplicitTwoTower, ImplicitTwoTowerConfig, in_batch_log_q
-from recsys.models.itemknn import ItemKNN, ItemKNNConfig, cosine_topk
+from recsys.models.itemknn import ItemKNN, ItemKNNConfig
+from recsys.retrieval.cosine import cosine_topk
 from recsys.models.popularity import Popularity, PopularityConfig, weighted_rating
 from recsys.models.two_tower import BiasBaseline, TwoTowerConfig, TwoTowerRating, rmse
 from recsys.retrieval.clusters import ClusterIndex, elbow_point, fit_clusters, gmm_posteriors
@@ -276,3 +277,38 @@ def test_ease_state_is_the_upper_triangle_and_rebuilds_b_exactly():
         loaded.load_state({"items": np.arange(3), "P_diag": np.ones(3), "C_upper": np.zeros(5)})
     with pytest.raises(ValueError, match="positive"):
         loaded.load_state({"items": np.arange(3), "P_diag": np.array([1.0, 0.0, 1.0]), "C_upper": np.zeros(6)})
+
+
+def test_cosine_topk_is_computed_once_per_distinct_matrix(monkeypatch):
+    """The page's warm-up thread, its quick bundle and its full bundle fit item-kNN on one matrix."""
+    import threading
+
+    from recsys.retrieval import cosine
+
+    calls = []
+    compute = cosine._cosine_topk
+    gate = threading.Event()
+
+    def counted(*args):
+        calls.append(args[1:])
+        gate.wait(5)  # hold the first computation until the second caller is waiting on it
+        return compute(*args)
+
+    monkeypatch.setattr(cosine, "_memo", type(cosine._memo)())
+    monkeypatch.setattr(cosine, "_cosine_topk", counted)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(cosine.cosine_topk(X, k=2))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert len(calls) == 1 and results[0] is results[1]  # one computation, both callers served by it
+    # another k, or another matrix with the same shape, is computed afresh
+    assert cosine.cosine_topk(X, k=1).nnz < results[0].nnz and len(calls) == 2
+    assert cosine.cosine_topk(X, k=2) is results[0] and len(calls) == 2  # both remembered (MEMO_SIZE = 2)
+    # row 0 now also watched item 2: cos(0, 2) goes from 1/2 to 2/sqrt(2 * 3) = 0.8165
+    other = sp.csr_matrix(np.array([[1, 1, 1], [0, 1, 1], [1, 1, 1]], dtype=np.float32))
+    assert cosine.cosine_topk(other, k=2).toarray()[0, 2] == pytest.approx(2 / math.sqrt(6)) and len(calls) == 3
+    assert cosine.cosine_topk(X, k=2) is results[0]  # the most recently used two stay
+    assert cosine.cosine_topk(X, k=1) is not None and len(calls) == 4  # the least recently used one was dropped

@@ -153,6 +153,17 @@ def test_evaluate_bundle_and_bench(tiny):
     assert table.set_index("method").loc["anime-ease", "p50_vs_anime-ease"] == pytest.approx(1.0)
 
 
+def test_bench_blocks_let_each_method_serve_several_users_in_a_row(tiny, monkeypatch):
+    calls = []
+    rank = tiny.rank
+    monkeypatch.setattr(tiny, "rank", lambda method, histories, k: calls.append(method) or rank(method, histories, k))
+    table = bench(tiny, methods=["weighted", "ease", "model"], n_users=5, block=2)
+    w, e, m = "anime-weighted", "anime-ease", "anime-two-tower"
+    # 3 warm-up calls, then turns of 2 users, the method order rotated each turn; the last turn has 1 user
+    assert calls[3:] == [w, w, e, e, m, m] + [e, e, m, m, w, w] + [m, w, e]
+    assert table["users"].tolist() == [5, 5, 5] and set(table["block"]) == {2}
+
+
 # --- the bundle artifact -------------------------------------------------------------------------
 def test_bundle_round_trip_gives_identical_scores(tiny, tmp_path):
     path = serving.save_bundle(tiny, tmp_path / "bundle.safetensors")

@@ -24,6 +24,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys.data.anime import AnimeSplit, interaction_matrix
+from recsys.paths import cache_dir
 
 
 @dataclass
@@ -187,6 +189,13 @@ def load_split(settings: AnimeSettings) -> tuple[AnimeSplit, str]:
     catalogue, ratings = load_anime()
     split = split_anime(catalogue, ratings, n_unseen=settings.n_unseen, seed=settings.seed)
     return split, split_fingerprint(data_fingerprint(), settings)
+
+
+def bundle_path(settings: AnimeSettings) -> Path:
+    """Where the trained bundle of ``settings`` is cached (:mod:`recsys.anime.serving` writes and reads it)."""
+    from recsys.data.anime import data_fingerprint
+
+    return cache_dir("anime", "models") / f"bundle-{data_fingerprint()}-{settings.key()}.safetensors"
 
 
 def load_data(settings: AnimeSettings) -> AnimeData:

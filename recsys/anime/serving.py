@@ -32,11 +32,10 @@ import scipy.sparse as sp
 import torch
 
 from recsys import registry
-from recsys.anime.prep import AnimeData, AnimeSettings, default_settings, split_fingerprint
+from recsys.anime.prep import AnimeData, AnimeSettings, bundle_path, default_settings, split_fingerprint
 from recsys.artifacts import ArtifactError, read_artifact, write_artifact
 from recsys.eval.anime import Histories
 from recsys.models.two_tower import BiasBaseline
-from recsys.paths import cache_dir
 from recsys.anime.ranking import candidate_top_k
 
 log = logging.getLogger(__name__)
@@ -186,12 +185,6 @@ def _as_int64_ids(ids) -> np.ndarray:
 # =================================================================================================
 # the cached bundle
 # =================================================================================================
-def bundle_path(settings: AnimeSettings) -> Path:
-    from recsys.data.anime import data_fingerprint
-
-    return cache_dir("anime", "models") / f"bundle-{data_fingerprint()}-{settings.key()}.safetensors"
-
-
 def save_bundle(recommender: AnimeRecommender, path: Path) -> Path:
     """Every model's ``state()`` arrays (``<name>/<array>``) plus settings, configs and data fingerprint."""
     from recsys.checkpoint import config_dict

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recsys.artifacts import atomic_write_bytes
 from recsys.data.integrity import MAX_ID, DataFileError, FileReport, check_complete, report
 from recsys.paths import cache_dir, find_data_dir
 
@@ -221,9 +222,10 @@ def load_anime(data_dir: Path | None = None, use_cache: bool = True) -> tuple[pd
     if use_cache:
         for old in [*folder.glob("*.parquet"), *folder.glob("reports-*.json")]:  # keep one version only
             old.unlink(missing_ok=True)
-        catalogue.to_parquet(cat_path, index=False)
-        ratings.to_parquet(rat_path, index=False)
-        report_path.write_text(json.dumps([vars(r) for r in reports]))
+        # atomic: a second loader (another thread or server) reads the old files or the new, never half of one
+        atomic_write_bytes(cat_path, catalogue.to_parquet(index=False))
+        atomic_write_bytes(rat_path, ratings.to_parquet(index=False))
+        atomic_write_bytes(report_path, json.dumps([vars(r) for r in reports]).encode())
     LAST_REPORTS[:] = reports  # report() has logged the warnings
     return catalogue, ratings
 

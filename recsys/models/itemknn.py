@@ -9,7 +9,8 @@ they watched, ``s = x_u S``.
 
 Why blocked: ``X^T X`` on the full dataset (11 k items) is ~ 120 M entries, so the
 similarities are computed one block of columns at a time, pruned to the top ``k`` and
-stored sparse; memory stays at ``n_items * block`` floats.
+stored sparse; memory stays at ``n_items * block`` floats. The computation lives in
+:mod:`recsys.retrieval.cosine` (torch-free, computed once per distinct matrix).
 """
 
 from __future__ import annotations
@@ -22,45 +23,14 @@ import torch
 
 from recsys.anime.prep import batch_histories, binary
 from recsys.models.base import Batch, FittedRecommender
+from recsys.retrieval.cosine import BLOCK, SHRINK, cosine_topk
 
 
 @dataclass
 class ItemKNNConfig:
     neighbours: int = 100
-    shrink: float = 0.0  # cosine shrinkage (Koren 2008): sim * n / (n + shrink); 0 = plain cosine
-    block: int = 1024
-
-
-def cosine_topk(X: sp.csr_matrix, k: int, shrink: float = 0.0, block: int = 1024) -> sp.csr_matrix:
-    """Sparse item-item cosine matrix keeping the ``k`` largest entries of each column, diagonal 0."""
-    X = sp.csc_matrix(X, dtype=np.float32)
-    n = X.shape[1]
-    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=0)).ravel())
-    norms[norms == 0] = 1.0
-    XT = X.T.tocsr()
-    rows, cols, vals = [], [], []
-    k = min(k, n - 1) if n > 1 else 0
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        # [block, n], one row per item of the block: selecting along contiguous rows is ~2x faster
-        # than along the columns of an [n, block] array (same values, same operation order)
-        co = (XT[start:stop] @ X).toarray()
-        sim = co / norms[None, :] / norms[start:stop, None]
-        if shrink:
-            sim *= co / (co + shrink)
-        sim[np.arange(stop - start), np.arange(start, stop)] = 0.0  # no self-similarity
-        if k <= 0:
-            continue
-        top = np.argpartition(-sim, k - 1, axis=1)[:, :k]  # [block, k]
-        values = np.take_along_axis(sim, top, axis=1)
-        keep = values > 0
-        rows.append(top[keep])
-        cols.append(np.broadcast_to(np.arange(start, stop)[:, None], top.shape)[keep])
-        vals.append(values[keep])
-    if not rows:
-        return sp.csr_matrix((n, n), dtype=np.float32)
-    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n),
-                         dtype=np.float32)
+    shrink: float = SHRINK  # cosine shrinkage (Koren 2008): sim * n / (n + shrink); 0 = plain cosine
+    block: int = BLOCK
 
 
 class ItemKNN(FittedRecommender):

@@ -151,6 +151,9 @@ def test_results_page_shows_each_paper_with_a_verdict(page, server, screenshots)
     """The committed tables of all three papers, a plain-language verdict, and deep links to each paper."""
     require_page("results")
     open_page(page, server, "results")
+    # the status widget can vanish between two reruns; the last section's heading means the script has run to its end
+    page.wait_for_selector("#retrain", timeout=SLOW)
+    wait_idle(page)
     no_exception(page)
     main = page.locator('[data-testid="stMain"]')
     for anchor, title in PAPER_HEADINGS.items():
