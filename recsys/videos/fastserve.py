@@ -164,6 +164,15 @@ class FastVideoService(VideoService):
         self.answered = 0
         self.created_at, self.load_seconds = time.time(), time.perf_counter() - start
         log.info("fast video service ready in %.2f s (%s, %s)", self.load_seconds, self.pack_origin, encoder)
+        # USE reads its weights on its first call (about 1 s) and ONNX Runtime allocates on its first run: done
+        # here, in the background, the first question typed does not pay for them (or pays only what is left)
+        threading.Thread(target=self._warm_up, name="query-encoder-warmup", daemon=True).start()
+
+    def _warm_up(self) -> None:
+        try:
+            self.embedder.encode(["warm-up"])
+        except Exception:  # noqa: BLE001 - the first real question loads the encoder again and reports the error
+            log.warning("warming up the query encoder failed", exc_info=True)
 
     @property
     def backend_description(self) -> str:
