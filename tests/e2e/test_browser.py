@@ -321,7 +321,8 @@ def test_studio_stop_a_long_run_while_its_chart_grows(page, server, screenshots)
         page.wait_for_timeout(500)
     assert loss_points(page) > first, "the live loss chart did not grow"
     shoot(page, screenshots, "studio-running", scroll_to=page.get_by_text("Watch a run", exact=True))
-    page.get_by_role("button", name="Stop", exact=True).click()
+    # the page's own Stop (not the one in Streamlit's status widget, shown while a rerun is in flight)
+    page.locator('[data-testid="stMain"]').get_by_role("button", name="Stop", exact=True).click()
     page.get_by_text(re.compile(r"^Stopped")).wait_for(timeout=60_000)
     no_exception(page)
     assert loss_points(page) < 300
