@@ -164,8 +164,8 @@ class FastVideoService(VideoService):
         self.answered = 0
         self.created_at, self.load_seconds = time.time(), time.perf_counter() - start
         log.info("fast video service ready in %.2f s (%s, %s)", self.load_seconds, self.pack_origin, encoder)
-        # USE reads its weights on its first call (about 1 s) and ONNX Runtime allocates on its first run: done
-        # here, in the background, the first question typed does not pay for them (or pays only what is left).
+        # USE reads its weights on its first call (about 1 s) and ONNX Runtime allocates on its first run; done
+        # here in the background, so the first question typed does not pay for them (or pays only what is left).
         # Not a daemon: a process that exits at once (the CLI refusing an empty query) waits for it, since
         # tearing the interpreter down under a thread inside ONNX Runtime aborts the process
         threading.Thread(target=self._warm_up, name="query-encoder-warmup").start()
