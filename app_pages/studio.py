@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import re
 
 import pandas as pd
@@ -44,6 +45,7 @@ if registry.active_problem():
 
 cuda = torch.cuda.is_available()
 cuda_name = torch.cuda.get_device_name(0) if cuda else None
+cuda_count = torch.cuda.device_count() if cuda else 0
 
 
 def _fmt_time(stamp) -> str:
@@ -83,7 +85,7 @@ else:
         format_func=lambda n: f"{n}  ·  {recipes[n].domain}  ·  {recipes[n].summary}",
     )
     recipe = recipes[name]
-    c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1, 1.4])
+    c1, c2, c3, c4, c5, c6 = st.columns([1, 1, 1, 1, 1.4, 1])
     epochs = c1.number_input("Epochs", 1, 10_000, key="studio_epochs")
     lr = c2.number_input("Learning rate", 1e-6, 10.0, format="%.5f", key="studio_lr")
     batch_size = c3.number_input("Batch size", 1, 1 << 16, key="studio_batch")
@@ -91,6 +93,10 @@ else:
     device = c5.radio("Device", ["cpu", "cuda"], horizontal=True, disabled=not cuda, key="studio_device",
                       help="CUDA is offered when torch sees a GPU.")
     c5.caption(f"GPU: {cuda_name}" if cuda else "No CUDA device on this machine: CPU only.")
+    most = max(cuda_count if device == "cuda" else (os.cpu_count() or 1), 1)
+    nproc = c6.number_input("Processes", 1, most, value=1, key="studio_nproc",
+                            help="Data-parallel training on this many processes (torchrun + DistributedDataParallel: "
+                                 "gloo on the CPU, one GPU each on CUDA). The batch size stays the global one.")
     options = {}
     if recipe.options:
         with st.expander("Model options"):
@@ -111,7 +117,7 @@ else:
         config = recipe.config(epochs=int(epochs), lr=float(lr), batch_size=int(batch_size), seed=int(seed),
                                device=device)
         try:
-            run = registry.create(name, config, options)
+            run = registry.create(name, config, options, nproc=int(nproc))
             registry.launch(run)
         except Exception as error:
             st.error(f"Could not launch: {type(error).__name__}: {error}")
@@ -171,7 +177,9 @@ def live_and_registry() -> None:
     left, right = st.columns([3, 1])
     with left:
         state = status["status"]
-        line = (f"**{state}** · {plain(run.recipe or '?')} · device {plain(status.get('device', '?'))} · "
+        processes = status.get("nproc", 1)
+        line = (f"**{state}** · {plain(run.recipe or '?')} · device {plain(status.get('device', '?'))}"
+                f"{f' x {processes} processes' if isinstance(processes, int) and processes > 1 else ''} · "
                 f"epoch {len(records)}/{epochs_total}")
         if state == "running" and status.get("step"):
             line += f" · step {status['step']}, last batch loss {status.get('batch_loss', float('nan')):.4g}"

@@ -3,11 +3,11 @@
 Verbs::
 
     models             every registered model: domain, kind, paper (``--format json``)
-    train MODEL        train any registered model; the run is recorded in runs/
+    train MODEL        train any registered model (``--nproc N``: on N processes); the run is recorded in runs/
     runs ...           list / stop / delete / activate runs (and the worker's `execute`)
     evaluate DOMAIN    evaluation tables (videos, anime)
     recommend DOMAIN   recommendations as JSON lines
-    bench DOMAIN       latency benchmarks
+    bench DOMAIN       latency benchmarks; ``bench training``: throughput on 1 and N processes
     reproduce NAME     multi-seed reproduction of a paper's tables (cl-epidtn)
 
 Domain verbs come from each domain's CLI module (``recsys.<domain>.cli``, the domains
@@ -24,25 +24,13 @@ import json
 import logging
 import sys
 import traceback
-from typing import Any
 
-from recsys.cliargs import learning_rate, non_negative_int, positive_int
+from recsys.cliargs import key_value, learning_rate, non_negative_int, positive_int
 
 DOMAIN_VERBS = ("evaluate", "recommend", "bench", "reproduce")
 
 
-def _parse_option(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"--option takes KEY=VALUE, got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def _train(args: argparse.Namespace) -> int:
-    from recsys.train.loop import ProgressBar
     from recsys.train.recipes import get_recipe
     from recsys.train.runs import RunRegistry
     from recsys.train.worker import execute
@@ -60,10 +48,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.dataset:
         options["dataset"] = args.dataset
     registry = RunRegistry()
-    run = registry.create(recipe.name, config, options)
+    run = registry.create(recipe.name, config, options, nproc=args.nproc)
     print(f"run {run.id} ({run.path})", file=sys.stderr)
     try:
-        summary = execute(run, registry, extra_callbacks=[ProgressBar(recipe.name)])
+        summary = execute(run, registry, progress=True)
     except Exception:  # recorded in the run's status (one line) and log (traceback)
         summary = None
     status = run.status()
@@ -129,8 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--patience", type=positive_int, help="early-stopping patience in epochs")
     train.add_argument("--dataset", help="dataset for models trained on several (e.g. ml-100k, anime)")
     train.add_argument("--full", action="store_true", help="use the paper's full settings instead of the quick defaults")
-    train.add_argument("--option", action="append", type=_parse_option, metavar="KEY=VALUE", help="model option")
+    train.add_argument("--option", action="append", type=key_value, metavar="KEY=VALUE", help="model option")
     train.add_argument("--activate", action="store_true", help="serve this run's checkpoint in the app")
+    train.add_argument("--nproc", type=positive_int, default=1,
+                       help="training processes (torchrun + DistributedDataParallel; gloo on CPU, NCCL with one GPU "
+                            "each); the batch size stays the global one")
     train.set_defaults(func=_train)
 
     runs = verbs.add_parser("runs", help="list, stop, delete or activate recorded runs")
@@ -148,7 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
         ]
     }
     from recsys import registry
+    from recsys.retrieval import ann_bench
+    from recsys.train import bench
 
+    bench.register_cli(domain_parsers["bench"])
+    ann_bench.register_cli(domain_parsers["bench"])
     for domain in registry.DOMAINS:
         try:  # one broken domain must not take `models`, `train`, `runs` and the others down
             registry.domain_module(domain, "cli").register_cli(domain_parsers)

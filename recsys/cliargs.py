@@ -7,7 +7,9 @@ argparse calls these on the raw string; a bad value becomes the usual
 from __future__ import annotations
 
 import argparse
+import json
 import math
+from typing import Any
 
 #: upper bound for --k: more than any catalogue here, small enough to reject typos like 1e9
 MAX_K = 10_000
@@ -56,3 +58,14 @@ def learning_rate(text: str) -> float:
     if value > 10:
         raise argparse.ArgumentTypeError(f"must be at most 10, got {text}")
     return value
+
+
+def key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of ``--option``; the value is read as JSON when it parses (``3``, ``true``), else kept as text."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"--option takes KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value

@@ -18,6 +18,10 @@ SPECS = registry.by_domain("anime")
 
 @pytest.fixture(scope="module")
 def data() -> AnimeData:
+    return tiny_data()
+
+
+def tiny_data() -> AnimeData:
     """8 users x 12 items: user u rated items u, u+1, u+2, u+3 (mod 12) with 1 + (u + i) % 10; item 5 of
     user 0 is watched, not rated (-1). Item vectors are seeded noise: they stand in for the MSE model's."""
     rows, cols, values = [], [], []
@@ -34,6 +38,10 @@ def data() -> AnimeData:
 
 @pytest.fixture()
 def batch() -> dict:
+    return tiny_batch()
+
+
+def tiny_batch() -> dict:
     # training keys (user, item, rating) double as the scoring batch: users 0..3, one of their items each
     return {"user": torch.tensor([0, 1, 2, 3]), "item": torch.tensor([1, 2, 3, 4]),
             "rating": torch.tensor([2.0, 4.0, 6.0, 8.0])}

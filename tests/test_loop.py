@@ -115,7 +115,9 @@ def test_callbacks_see_every_epoch_record():
 
     fit(Scalar(), batches_of(2), config(epochs=3), None, [Keep()])
     assert [r["epoch"] for r in records] == [1, 2, 3]
-    assert all({"train_loss", "lr", "seconds"} <= set(r) for r in records)
+    assert all({"train_loss", "lr", "seconds", "train_seconds"} <= set(r) for r in records)
+    assert [r["examples"] for r in records] == [2, 2, 2]  # two batches of one row per epoch
+    assert all(0 < r["train_seconds"] <= r["seconds"] for r in records)
     # the loss falls as w approaches 3
     assert records[0]["train_loss"] > records[-1]["train_loss"]
 

@@ -8,18 +8,23 @@ is not in the model registry, so it does not go through :mod:`recsys.checkpoint`
 
 Options: ``sleep`` seconds per batch (to make a run last long enough to be stopped),
 ``fail_at_epoch`` (raise inside training, to test the failed status), ``diverge``
-(multiply the loss by infinity, to test the "loss is not finite" status). One epoch is
+(multiply the loss by infinity, to test the "loss is not finite" status); in a run on
+several processes, ``fail_on_rank`` and ``kill_on_rank`` (SIGKILL, no last word) make
+that rank alone fail at ``fail_at_epoch`` (default 2). One epoch is
 8 batches of 32 rows, so with the default ``sleep=0.025`` an epoch takes about 0.2 s.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import torch
 
 from recsys.artifacts import read_artifact, write_artifact
 from recsys.models.base import NeuralRecommender
+from recsys.train import distributed
 from recsys.train.loop import TrainConfig, batch_indices, fit
 from recsys.train.recipes import Recipe, RecipeContext
 
@@ -56,11 +61,18 @@ def run_toy(context: RecipeContext) -> dict:
     model.diverge = bool(context.options.get("diverge", False))
     sleep = float(context.options.get("sleep", 0.025))
     fail_at = context.options.get("fail_at_epoch")
+    rank = distributed.world()[0]
+    fail_rank, kill_rank = context.options.get("fail_on_rank"), context.options.get("kill_on_rank")
+    if fail_rank is not None or kill_rank is not None:
+        fail_at = 2 if fail_at is None else fail_at
     generator = torch.Generator().manual_seed(context.train.seed)
 
     def batches(epoch):
         if fail_at is not None and epoch >= int(fail_at):
-            raise RuntimeError(f"toy failure at epoch {epoch}")
+            if kill_rank is not None and rank == kill_rank:
+                os.kill(os.getpid(), signal.SIGKILL)
+            if fail_rank is None and kill_rank is None or rank == fail_rank:
+                raise RuntimeError(f"toy failure at epoch {epoch}")
         for index in batch_indices(N_ROWS, 32, generator):
             time.sleep(sleep)
             yield {"x": x[index], "y": y[index]}

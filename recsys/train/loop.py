@@ -13,6 +13,10 @@ Every gradient-trained model in the project trains through :func:`fit`::
 and returns the best weights seen (by ``config.monitor``) loaded into the model.
 Anything a page or the CLI needs to watch or control (loss streaming, a Stop
 button, early stopping) is a :class:`Callback`, so the loop itself stays small.
+
+Under ``torchrun`` the same loop trains data-parallel: each process keeps its slice of
+every batch, DDP averages the gradients, rank 0 evaluates and the others receive its
+record (see :mod:`recsys.train.distributed`); with one process none of that runs.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import numpy as np
 import torch
 
 from recsys.models.base import Batch, NeuralRecommender
+from recsys.train import distributed
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +277,8 @@ def fit(
     """
     config.validate()
     seed_everything(config.seed)
-    device = resolve_device(config.device)
+    device = distributed.local_device(resolve_device(config.device))
+    rank, world_size = distributed.world()
     model.to(device)
     callbacks = list(callbacks)
     if config.patience is not None and config.monitor and evaluate is not None:
@@ -283,6 +289,11 @@ def fit(
         if config.scheduler == "cosine"
         else None
     )
+    # several processes: the loss runs through DDP; each rank's dropout differs, its batches do not
+    # (every recipe draws them from its own seeded generator)
+    parallel = distributed.data_parallel(model, device) if world_size > 1 else None
+    if parallel is not None:
+        torch.manual_seed(config.seed * 1_000 + rank)
     state = TrainState(config=config, device=device)
     best_weights = None
     started = time.perf_counter()
@@ -293,13 +304,20 @@ def fit(
         state.epoch = epoch
         for cb in callbacks:
             cb.on_epoch_begin(state, model)
-        if state.stop_reason:
+        if _stop_agreed(state, parallel):
             break
         model.train()
-        epoch_start, loss_sum, n_batches = time.perf_counter(), 0.0, 0
+        epoch_start, loss_sum, n_batches, n_examples = time.perf_counter(), 0.0, 0, 0
         for batch in batches(epoch):
-            loss = model.calculate_loss(to_device(batch, device))
-            value = loss.item()
+            n_examples += distributed.batch_rows(batch)  # the global batch's rows, on every rank
+            if parallel is None:
+                loss = model.calculate_loss(to_device(batch, device))
+                value = loss.item()
+            else:  # this rank's rows of the global batch (a rank whose loss is not finite fails the run)
+                if distributed.batch_rows(batch) < world_size:
+                    continue  # too few rows to give every rank one (every rank skips it alike)
+                loss = parallel(to_device(distributed.shard(batch, rank, world_size), device))
+                value = loss.item()
             if not math.isfinite(value):  # checked before the step: never write NaN into the weights
                 raise TrainingDiverged(f"loss is not finite at epoch {epoch} (step {state.step + 1}: {value})")
             optimizer.zero_grad(set_to_none=True)
@@ -312,18 +330,26 @@ def fit(
             n_batches += 1
             for cb in callbacks:
                 cb.on_batch_end(state, value)
-            if state.stop_reason:
+            # ranks agree on stopping every STOP_EVERY steps: each agreement is a collective (~0.7 ms on gloo)
+            if (parallel is None or n_batches % distributed.STOP_EVERY == 0) and _stop_agreed(state, parallel):
                 break
         if state.stop_reason and n_batches == 0:
             break
         if scheduler is not None:
             scheduler.step()
 
-        record = {"epoch": epoch, "train_loss": loss_sum / max(n_batches, 1), "lr": optimizer.param_groups[0]["lr"]}
+        if parallel is not None:  # the loss of the global batch: the mean of the ranks' (equal-sized) shards
+            loss_sum = distributed.mean_over_ranks(loss_sum, device)
+        # train_seconds and examples (all ranks together) give the throughput; seconds adds evaluation
+        record = {"epoch": epoch, "train_loss": loss_sum / max(n_batches, 1), "lr": optimizer.param_groups[0]["lr"],
+                  "train_seconds": time.perf_counter() - epoch_start, "examples": n_examples}
         if evaluate is not None:
-            model.eval()
-            with torch.no_grad():
-                record.update(evaluate(model))
+            metrics = None
+            if rank == 0:
+                model.eval()
+                with torch.no_grad():
+                    metrics = evaluate(model)
+            record.update(distributed.broadcast(metrics) if parallel is not None else metrics)
         record["seconds"] = time.perf_counter() - epoch_start
         state.history.append(record)
 
@@ -334,7 +360,7 @@ def fit(
             best_weights = copy.deepcopy(model.state_dict())
         for cb in callbacks:
             cb.on_epoch_end(state, record)
-        if state.stop_reason:
+        if _stop_agreed(state, parallel):
             break
 
     if best_weights is not None and config.monitor:
@@ -346,11 +372,18 @@ def fit(
         best_value=state.best_value,
         stop_reason=state.stop_reason or "completed",
         seconds=time.perf_counter() - started,
-        device=device_description(device),
+        device=device_description(device) + (f" x {world_size} processes" if world_size > 1 else ""),
     )
     for cb in callbacks:
         cb.on_train_end(state, result)
     return result
+
+
+def _stop_agreed(state: TrainState, parallel: torch.nn.Module | None) -> bool:
+    """Whether to leave the loop now; with several processes, true on all ranks once one wants to."""
+    if parallel is not None and distributed.any_rank(state.stop_reason is not None, state.device):
+        state.stop_reason = state.stop_reason or "stopped (another training process stopped)"
+    return state.stop_reason is not None
 
 
 def batch_indices(n: int, batch_size: int, generator: torch.Generator | None = None, shuffle: bool = True):

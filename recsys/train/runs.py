@@ -238,15 +238,18 @@ class RunRegistry:
         self.root = Path(root) if root else runs_dir()
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def create(self, recipe: str, train: TrainConfig, options: dict[str, Any] | None = None) -> Run:
+    def create(self, recipe: str, train: TrainConfig, options: dict[str, Any] | None = None, nproc: int = 1) -> Run:
+        """A queued run of ``recipe``; ``nproc > 1`` trains it on that many processes (torchrun + DDP)."""
         get_recipe(recipe)  # fail early on an unknown model
         train.validate()  # and on settings that cannot train (batch size 0, lr 1e12, ...)
+        if not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1:
+            raise ValueError(f"nproc must be a whole number of at least 1, got {nproc!r}")
         run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{recipe}-{uuid.uuid4().hex[:6]}"
         run = Run(self.root / run_id)
         run.path.mkdir(parents=True)
         atomic_write_json(
             run.config_path,
-            {"recipe": recipe, "train": asdict(train), "options": options or {}, "created": time.time()},
+            {"recipe": recipe, "train": asdict(train), "options": options or {}, "nproc": nproc, "created": time.time()},
         )
         run.set_status("queued", created=time.time())
         return run

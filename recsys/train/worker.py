@@ -9,6 +9,13 @@ The registry root comes from ``$RECSYS_RUNS_DIR`` (``launch`` sets it).
 :func:`execute` (also used in-process by ``python -m recsys train`` and the tests) runs
 one *queued* run to its end: it claims the run, waits for the device's lock, streams
 metrics (:class:`RecordMetrics`), and records the final status and checkpoint.
+
+A run created with ``nproc > 1`` trains data-parallel: :func:`execute` claims it and holds
+the device lock as above, then starts ``nproc`` ranks through torchrun (``python -m
+recsys.train.worker RUN_ID --rank``, see :mod:`recsys.train.distributed`) and waits.
+Rank 0 streams metrics and writes the checkpoint and final status; every rank honours
+Stop; when the run does not finish, the launcher records it failed, naming the rank that
+failed for a reason of its own, or else the rank killed without a word.
 """
 
 from __future__ import annotations
@@ -18,19 +25,22 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
+import resource
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
-from recsys.artifacts import atomic_write_json
-from recsys.train.loop import Callback, LogEpochs, StopSignal, TrainConfig, TrainingDiverged, resolve_device
+from recsys.artifacts import atomic_write_json, read_json
+from recsys.train import distributed
+from recsys.train.loop import (Callback, LogEpochs, ProgressBar, StopSignal, TrainConfig, TrainingDiverged,
+                               resolve_device)
 from recsys.train.recipes import RecipeContext, get_recipe
 from recsys.train.runs import Run, RunRegistry, _pid_alive
 
 log = logging.getLogger(__name__)
-
 
 
 class RecordMetrics(Callback):
@@ -126,13 +136,36 @@ def _run_log(run: Run):
             h.setLevel(logging.NOTSET)
 
 
-def execute(run: Run, registry: RunRegistry, extra_callbacks: list[Callback] | None = None) -> dict[str, Any]:
-    """Run a queued run to its end in this process, recording status, metrics, log and checkpoint.
+class RanksFailed(RuntimeError):
+    """A data-parallel run ended badly; the message is what its status shows."""
 
-    Raises :class:`RuntimeError` without touching the run if it is not queued (see
-    :func:`claim`). A failure is recorded as ``failed`` with a one-line error (a diverged
-    loss: "loss is not finite at epoch N"), the traceback goes to the run's log only, and
-    the exception is re-raised for the caller's exit status.
+
+def _one_line(error: Exception) -> str:
+    return str(error) if isinstance(error, (TrainingDiverged, RanksFailed)) else f"{type(error).__name__}: {error}"
+
+
+def run_processes(run: Run) -> int:
+    """The run's number of training processes (``nproc`` in its config, 1 when absent)."""
+    nproc = run.config.get("nproc", 1)
+    if not isinstance(nproc, int) or isinstance(nproc, bool) or not 1 <= nproc <= MAX_PROCESSES:
+        raise ValueError(f"nproc must be a whole number from 1 to {MAX_PROCESSES}, got {nproc!r}")
+    return nproc
+
+
+#: the most training processes one run may start on this machine
+MAX_PROCESSES = 64
+
+
+def execute(run: Run, registry: RunRegistry, extra_callbacks: list[Callback] | None = None,
+            progress: bool = False) -> dict[str, Any]:
+    """Run a queued run to its end, recording status, metrics, log and checkpoint.
+
+    One process trains in this one; ``nproc > 1`` starts the ranks (see the module
+    docstring), with a progress bar on rank 0 when ``progress``. Raises
+    :class:`RuntimeError` without touching the run if it is not queued (see :func:`claim`).
+    A failure is recorded as ``failed`` with a one-line error (a diverged loss: "loss is
+    not finite at epoch N"), the traceback goes to the run's log only, and the exception
+    is re-raised for the caller's exit status.
     """
     claim(run)
     with _run_log(run):
@@ -140,34 +173,131 @@ def execute(run: Run, registry: RunRegistry, extra_callbacks: list[Callback] | N
             config = run.config
             recipe = get_recipe(config["recipe"])
             train = TrainConfig(**config["train"]).validate()
+            nproc = run_processes(run)
             device = str(resolve_device(train.device))
+            if device.startswith("cuda") and nproc > 1 and nproc > _cuda_count():
+                raise ValueError(f"{nproc} processes on CUDA need {nproc} GPUs (one each); "
+                                 f"this machine has {_cuda_count()}")
             run.set_status("queued", pid=os.getpid(), device=device)
             with device_lock(registry.root, device, run):
                 if run.stop_requested():
                     raise InterruptedError("stopped while queued")
-                run.set_status("running", pid=os.getpid(), device=device, started=time.time())
-                log.info("run %s: %s on %s", run.id, recipe.name, device)
-                callbacks = [StopSignal(run.stop_requested), RecordMetrics(run), LogEpochs(), *(extra_callbacks or [])]
+                run.set_status("running", pid=os.getpid(), device=device, started=time.time(), nproc=nproc)
+                log.info("run %s: %s on %s (%d process%s)", run.id, recipe.name, device, nproc,
+                         "" if nproc == 1 else "es")
+                if nproc > 1:
+                    return _launch_ranks(run, registry, nproc, progress)
+                progress_bar = [ProgressBar(recipe.name)] if progress else []
+                callbacks = [StopSignal(run.stop_requested), RecordMetrics(run), LogEpochs(), *progress_bar,
+                             *(extra_callbacks or [])]
                 context = RecipeContext(train, {**recipe.options, **config.get("options", {})}, callbacks,
                                         run.checkpoint_path)
-                summary = recipe.run(context)
-            final = "stopped" if run.stop_requested() else "done"
-            run.set_status(final, finished=time.time(), summary=summary)
-            log.info("run %s %s: %s", run.id, final, summary)
-            return summary
+                summary = {**recipe.run(context), "peak_rss_mb": peak_rss_mb()}
+            return _finish(run, summary)
         except InterruptedError as error:
             run.set_status("stopped", finished=time.time(), error=str(error))
             return {}
         except Exception as error:  # recorded for the page; the traceback goes to the run's log only
-            message = str(error) if isinstance(error, TrainingDiverged) else f"{type(error).__name__}: {error}"
             log.info("run %s failed:\n%s", run.id, traceback.format_exc())
-            run.set_status("failed", finished=time.time(), error=message)
+            run.set_status("failed", finished=time.time(), error=_one_line(error))
+            raise
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB (Linux reports kilobytes)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _finish(run: Run, summary: dict[str, Any]) -> dict[str, Any]:
+    final = "stopped" if run.stop_requested() else "done"
+    run.set_status(final, finished=time.time(), summary=summary)
+    log.info("run %s %s: %s", run.id, final, summary)
+    return summary
+
+
+def _cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def _launch_ranks(run: Run, registry: RunRegistry, nproc: int, progress: bool) -> dict[str, Any]:
+    """Start the ranks through torchrun, wait, and name the failed rank when the run did not finish."""
+    args = [run.id, "--rank"] + (["--progress"] if progress else [])
+    code = distributed.launch_ranks(nproc, "recsys.train.worker", *args, env={"RECSYS_RUNS_DIR": str(registry.root)})
+    record = run._raw_status()
+    if record.get("status") in ("done", "stopped"):  # rank 0 finished and recorded the outcome
+        return record.get("summary") or {}
+    raise RanksFailed(_rank_failure(run, nproc, code))
+
+
+#: what a rank raises when another rank vanished under a collective (gloo / NCCL transport errors)
+PEER_LOST = re.compile(r"gloo|nccl|connection (reset|closed|refused)|broken pipe", re.IGNORECASE)
+
+
+def _rank_error_path(run: Run, rank: int) -> Path:
+    return run.path / f"rank-{rank}.error.json"
+
+
+def _rank_failure(run: Run, nproc: int, code: int) -> str:
+    """The cause of a failed data-parallel run, in one line.
+
+    A rank's own error comes first; an error that only says a peer vanished (the other
+    ranks' view of a killed rank) is not a cause, so then the ranks that left no error
+    at all are named: they were killed (out of memory, a signal) before they could write.
+    """
+    errors = {}
+    for rank in range(nproc):
+        with contextlib.suppress(Exception):
+            errors[rank] = read_json(_rank_error_path(run, rank), "rank error")["error"]
+    causes = [f"training process {r} of {nproc}: {e}" for r, e in errors.items() if not PEER_LOST.search(str(e))]
+    if causes:
+        return causes[0]
+    silent = [str(r) for r in range(nproc) if r not in errors]
+    if len(silent) == 1:
+        return f"training process {silent[0]} of {nproc} was killed or exited without reporting (torchrun exit status {code})"
+    # torchrun ends the others once one dies, sometimes before they could write: its summary in the log names the first
+    return (f"training processes {', '.join(silent) or 'all'} of {nproc} ended without reporting: one was killed or "
+            f"exited and torchrun stopped the others (torchrun exit status {code}; its summary in the log names the first)")
+
+
+def execute_rank(run: Run, progress: bool = False) -> dict[str, Any]:
+    """One rank of a data-parallel run (started by :func:`_launch_ranks` through torchrun).
+
+    Every rank trains; rank 0 alone streams metrics, saves the checkpoint and records the
+    outcome. A rank that fails writes its one-line error to ``rank-R.error.json`` for the
+    launcher, which records the run's status.
+    """
+    config = run.config
+    recipe = get_recipe(config["recipe"])
+    train = TrainConfig(**config["train"]).validate()
+    with distributed.process_group(train.device):
+        rank, world_size = distributed.world()
+        writer = rank == 0
+        try:
+            with _run_log(run) if writer else contextlib.nullcontext():
+                callbacks: list[Callback] = [StopSignal(run.stop_requested)]
+                if writer:
+                    callbacks += [RecordMetrics(run), LogEpochs()] + ([ProgressBar(recipe.name)] if progress else [])
+                context = RecipeContext(train, {**recipe.options, **config.get("options", {})}, callbacks,
+                                        run.checkpoint_path if writer else None)
+                summary = recipe.run(context)
+                peaks = distributed.gather(peak_rss_mb())  # a collective: every rank takes part
+                if not writer:
+                    return summary
+                return _finish(run, {**summary, "processes": world_size, "peak_rss_mb": max(peaks),
+                                     "peak_rss_mb_total": round(sum(peaks), 1)})
+        except Exception as error:
+            log.error("rank %d of run %s failed:\n%s", rank, run.id, traceback.format_exc())
+            atomic_write_json(_rank_error_path(run, rank), {"rank": rank, "error": _one_line(error)})
             raise
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recsys.train.worker", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_id")
+    parser.add_argument("--rank", action="store_true", help="be one rank of a data-parallel run (torchrun starts these)")
+    parser.add_argument("--progress", action="store_true", help="show a progress bar (rank 0)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     registry = RunRegistry()
@@ -176,8 +306,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyError as error:
         print(f"error: {error.args[0]}", file=sys.stderr)
         return 2
+    if args.rank and not distributed.launched_by_torchrun():
+        print("error: --rank is for the processes torchrun starts; use `python -m recsys train MODEL --nproc N`",
+              file=sys.stderr)
+        return 2
     try:
-        execute(run, registry)
+        if args.rank:
+            execute_rank(run, args.progress)
+        else:
+            execute(run, registry, progress=args.progress)
     except Exception as error:  # already recorded in status.json and the log by execute
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -133,13 +133,17 @@ def elbow_figure(table: pd.DataFrame, chosen_k: int | None = None, height: int =
     return fig
 
 
+#: epoch-record entries that are not model metrics: position, schedule, timing, examples seen
+NOT_METRICS = ("epoch", "lr", "seconds", "train_seconds", "examples")
+
+
 def metric_names(histories: Mapping[str, Sequence[Mapping[str, float]]]) -> list[str]:
-    """Metrics present in the epoch records (``epoch``, ``lr`` and ``seconds`` left out), loss first."""
+    """Metrics present in the epoch records (the bookkeeping of :data:`NOT_METRICS` left out), loss first."""
     names: list[str] = []
     for records in histories.values():
         for record in records:
             for key, value in record.items():
-                if key in ("epoch", "lr", "seconds") or key in names or not isinstance(value, (int, float)):
+                if key in NOT_METRICS or key in names or not isinstance(value, (int, float)):
                     continue
                 names.append(key)
     return sorted(names, key=lambda n: (not n.endswith("loss"), n))

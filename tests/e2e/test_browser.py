@@ -121,9 +121,11 @@ def wait_points(page, at_least: int, timeout: float = 60.0) -> int:
     return n
 
 
-def launch_toy(page, epochs: int, sleep: float) -> str:
+def launch_toy(page, epochs: int, sleep: float, processes: int = 1) -> str:
     choose(page, "Model", "toy-linear")
     set_number(page, "Epochs", epochs)
+    if processes > 1:
+        set_number(page, "Processes", processes)
     page.get_by_text("Model options").click()
     set_number(page, "sleep", sleep)
     page.get_by_role("button", name="Launch").click()
@@ -301,11 +303,15 @@ def test_explorer_anime_user_overlay(page, server, screenshots):
 
 
 def test_studio_one_epoch_run_draws_its_loss(page, server, screenshots):
+    """Launched on two processes (torchrun + DDP behind the page), as a user with more cores would."""
     require_page("studio")
     open_page(page, server, "studio")
-    launch_toy(page, epochs=1, sleep=0.02)
-    page.get_by_text(re.compile(r"^Done: ")).wait_for(timeout=120_000)
+    launch_toy(page, epochs=1, sleep=0.02, processes=2)
+    done = page.get_by_text(re.compile(r"^Done: "))
+    done.wait_for(timeout=120_000)
     no_exception(page)
+    assert "processes=2" in done.inner_text()
+    assert page.get_by_text(re.compile(r"device cpu x 2 processes")).count() >= 1
     assert wait_points(page, 1) == 1  # one epoch -> one point on the loss curve
     shoot(page, screenshots, "studio-done", scroll_to=page.get_by_text("Watch a run", exact=True))
 
