@@ -38,7 +38,8 @@ def test_shards_are_contiguous_disjoint_and_cover_the_batch():
 
 def test_a_batch_that_is_not_row_major_is_refused_with_its_shapes():
     with pytest.raises(ValueError, match=r"different lengths.*'user': 4.*'table': 9"):
-        distributed.batch_rows({"user": torch.arange(4), "table": torch.zeros(9, 2)})
+        distributed.shard({"user": torch.arange(4), "table": torch.zeros(9, 2)}, 0, 2)
+    assert distributed.batch_rows({"text": ["a", "b", "c"], "x": torch.zeros(3, 5)}) == 3
 
 
 def test_one_process_is_rank_0_of_1():

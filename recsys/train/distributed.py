@@ -84,19 +84,21 @@ def local_device(device: torch.device) -> torch.device:
 
 
 def batch_rows(batch: dict[str, Any]) -> int:
-    """The number of examples of a batch-major batch (every value's first dimension)."""
-    sizes = {key: (value.shape[0] if torch.is_tensor(value) else len(value)) for key, value in batch.items()}
-    if len(set(sizes.values())) > 1:
-        raise ValueError(f"cannot split a batch across processes: its entries have different lengths {sizes}; "
-                         "every batch entry must hold one row per example")
-    return next(iter(sizes.values()), 0)
+    """The number of examples of a batch: its first entry's length (entries hold one row per example)."""
+    first = next(iter(batch.values()), ())
+    return first.shape[0] if torch.is_tensor(first) else len(first)
 
 
 def shard(batch: dict[str, Any], rank: int, world_size: int) -> dict[str, Any]:
     """Rank ``rank``'s contiguous slice of every entry (sizes differ by at most one row).
 
-    Example: 5 rows on 2 ranks -> rows 0-2 on rank 0, rows 3-4 on rank 1.
+    Example: 5 rows on 2 ranks -> rows 0-1 on rank 0, rows 2-4 on rank 1. A batch whose
+    entries differ in length cannot be split by rows and is refused, naming the lengths.
     """
+    sizes = {key: (value.shape[0] if torch.is_tensor(value) else len(value)) for key, value in batch.items()}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"cannot split a batch across processes: its entries have different lengths {sizes}; "
+                         "every batch entry must hold one row per example")
     n = batch_rows(batch)
     bounds = [n * r // world_size for r in range(world_size + 1)]
     start, stop = bounds[rank], bounds[rank + 1]

@@ -309,7 +309,7 @@ def fit(
         model.train()
         epoch_start, loss_sum, n_batches, n_examples = time.perf_counter(), 0.0, 0, 0
         for batch in batches(epoch):
-            n_examples += distributed.batch_rows(batch)  # the global batch's rows, on every rank
+            n_examples += distributed.batch_rows(batch)  # the global batch's rows, counted once
             if parallel is None:
                 loss = model.calculate_loss(to_device(batch, device))
                 value = loss.item()
@@ -333,7 +333,7 @@ def fit(
             # ranks agree on stopping every STOP_EVERY steps: each agreement is a collective (~0.7 ms on gloo)
             if (parallel is None or n_batches % distributed.STOP_EVERY == 0) and _stop_agreed(state, parallel):
                 break
-        if state.stop_reason and n_batches == 0:
+        if n_batches == 0 and _stop_agreed(state, parallel):  # stopped before this epoch's first step
             break
         if scheduler is not None:
             scheduler.step()
