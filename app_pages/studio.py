@@ -94,7 +94,9 @@ else:
                       help="CUDA is offered when torch sees a GPU.")
     c5.caption(f"GPU: {cuda_name}" if cuda else "No CUDA device on this machine: CPU only.")
     most = max(cuda_count if device == "cuda" else (os.cpu_count() or 1), 1)
-    nproc = c6.number_input("Processes", 1, most, value=1, key="studio_nproc",
+    if st.session_state.get("studio_nproc", 1) > most:  # e.g. 2 CPU processes, then CUDA with one GPU
+        st.session_state["studio_nproc"] = most
+    nproc = c6.number_input("Processes", 1, most, key="studio_nproc",
                             help="Data-parallel training on this many processes (torchrun + DistributedDataParallel: "
                                  "gloo on the CPU, one GPU each on CUDA). The batch size stays the global one.")
     options = {}

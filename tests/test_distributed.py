@@ -9,7 +9,6 @@ and two processes importing torch).
 
 from __future__ import annotations
 
-import os
 import re
 import statistics
 import time
@@ -42,9 +41,13 @@ def test_a_batch_that_is_not_row_major_is_refused_with_its_shapes():
     assert distributed.batch_rows({"text": ["a", "b", "c"], "x": torch.zeros(3, 5)}) == 3
 
 
-def test_one_process_is_rank_0_of_1():
-    assert distributed.world() == (0, 1) and distributed.is_main()
-    assert not distributed.launched_by_torchrun() or "WORLD_SIZE" in os.environ
+def test_one_process_is_rank_0_of_1_and_not_a_torchrun_rank(monkeypatch):
+    assert distributed.world() == (0, 1)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    assert not distributed.launched_by_torchrun()  # `worker RUN_ID --rank` by hand is refused on this
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert distributed.launched_by_torchrun()
 
 
 def test_torchrun_command_runs_the_module_on_n_local_processes():

@@ -125,3 +125,19 @@ def test_serving_a_worse_run_warns_with_both_scores(registry):
     assert f"{monitored_score(bad)[1]:.4g}" in warning and f"{monitored_score(good)[1]:.4g}" in warning
     at.selectbox(key="studio_watch_select").set_value(good.id).run()
     assert not [w for w in at.warning if "worse than" in w.value]
+
+
+def test_processes_are_offered_up_to_the_cores_and_recorded_with_the_run(registry, monkeypatch):
+    import os
+
+    from recsys.train.runs import RunRegistry
+
+    launched = []
+    monkeypatch.setattr(RunRegistry, "launch", lambda self, run: launched.append(run) or 0)  # no worker here
+    at = page()
+    field = at.number_input(key="studio_nproc")
+    assert (field.value, field.min, field.max) == (1, 1, os.cpu_count())
+    field.set_value(min(2, os.cpu_count())).run()
+    at.button(key="launch").click().run()
+    assert not at.exception
+    assert [run.config["nproc"] for run in launched] == [min(2, os.cpu_count())]

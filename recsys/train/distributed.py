@@ -3,8 +3,8 @@
 How a run on N processes works (``python -m recsys train MODEL --nproc N``, or the studio's
 "processes" field):
 
-* the launcher (:func:`launch_ranks`) starts ``torchrun --standalone --nproc_per_node N -m
-  recsys.train.worker RUN_ID --distributed``; torchrun gives every process ``RANK``,
+* the launcher (:func:`launch_ranks`) starts ``torchrun --standalone --nproc-per-node N -m
+  recsys.train.worker RUN_ID --rank``; torchrun gives every process ``RANK``,
   ``WORLD_SIZE``, ``LOCAL_RANK`` and a rendezvous, and :func:`process_group` joins it
   (gloo on the CPU, NCCL on CUDA, one GPU per process);
 * every rank builds the same data and model and draws the same seeded batches; of each
@@ -22,7 +22,8 @@ How a run on N processes works (``python -m recsys train MODEL --nproc N``, or t
   that rank's error.
 
 Why not home-made: torchrun and DDP handle rendezvous, bucketing and overlap of the
-all-reduce with backward, and the same code runs on N machines with ``--nnodes``.
+all-reduce with backward, and the same ranks run on N machines under torchrun's ``--nnodes``
+(docs/scale.md says what else that needs).
 """
 
 from __future__ import annotations
@@ -49,11 +50,6 @@ def world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-def is_main() -> bool:
-    """True on rank 0 (and in a plain single-process run): the one process that writes files."""
-    return world()[0] == 0
 
 
 def launched_by_torchrun() -> bool:
