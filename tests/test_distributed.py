@@ -227,3 +227,13 @@ def test_a_run_whose_config_asks_for_a_bad_number_of_processes_fails_before_laun
     status = run.status()
     assert status["status"] == "failed" and "nproc must be a whole number from 1 to 64" in status["error"]
     assert not _rank_processes(run.id)
+
+
+def test_the_throughput_bench_counts_every_example_of_every_epoch(registry, tmp_path):
+    from recsys.train.bench import bench
+
+    table = bench(["toy-linear"], [1], epochs=2, repeats=2, options={"sleep": 0.0}, runs_root=tmp_path / "bench")
+    row = table.iloc[0]
+    # the toy recipe: 8 batches of 32 rows per epoch = 256 examples
+    assert (row["model"], row["processes"], row["examples_per_epoch"], row["repeats"]) == ("toy-linear", 1, 256, 2)
+    assert row["examples_per_s"] > 0 and row["speedup_vs_first"] == 1.0
