@@ -39,6 +39,7 @@ def test_a_batch_that_is_not_row_major_is_refused_with_its_shapes():
     with pytest.raises(ValueError, match=r"different lengths.*'user': 4.*'table': 9"):
         distributed.shard({"user": torch.arange(4), "table": torch.zeros(9, 2)}, 0, 2)
     assert distributed.batch_rows({"text": ["a", "b", "c"], "x": torch.zeros(3, 5)}) == 3
+    assert distributed.batch_rows({"target": torch.tensor(2.0)}) == 1  # a scalar batch: one example
 
 
 def test_one_process_is_rank_0_of_1_and_not_a_torchrun_rank(monkeypatch):

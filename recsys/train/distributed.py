@@ -80,9 +80,14 @@ def local_device(device: torch.device) -> torch.device:
 
 
 def batch_rows(batch: dict[str, Any]) -> int:
-    """The number of examples of a batch: its first entry's length (entries hold one row per example)."""
+    """The number of examples of a batch: its first entry's length (entries hold one row per example).
+
+    A first entry without rows (a scalar) counts as one example, so counting never fails a run.
+    """
     first = next(iter(batch.values()), ())
-    return first.shape[0] if torch.is_tensor(first) else len(first)
+    if torch.is_tensor(first):
+        return int(first.shape[0]) if first.ndim else 1
+    return len(first) if hasattr(first, "__len__") else 1
 
 
 def shard(batch: dict[str, Any], rank: int, world_size: int) -> dict[str, Any]:
