@@ -7,7 +7,8 @@ Verbs::
     runs ...           list / stop / delete / activate runs (and the worker's `execute`)
     evaluate DOMAIN    evaluation tables (videos, anime)
     recommend DOMAIN   recommendations as JSON lines
-    bench DOMAIN       latency benchmarks; ``bench training``: throughput on 1 and N processes
+    bench DOMAIN       latency benchmarks; ``bench training``: throughput on 1 and N processes;
+                       ``bench ann``: faiss IVF / HNSW recall@10 and latency against the exact index
     reproduce NAME     multi-seed reproduction of a paper's tables (cl-epidtn)
 
 Domain verbs come from each domain's CLI module (``recsys.<domain>.cli``, the domains
