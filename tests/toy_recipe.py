@@ -71,7 +71,7 @@ def run_toy(context: RecipeContext) -> dict:
         if fail_at is not None and epoch >= int(fail_at):
             if kill_rank is not None and rank == kill_rank:
                 os.kill(os.getpid(), signal.SIGKILL)
-            if fail_rank is None and kill_rank is None or rank == fail_rank:
+            if (fail_rank is None and kill_rank is None) or rank == fail_rank:
                 raise RuntimeError(f"toy failure at epoch {epoch}")
         for index in batch_indices(N_ROWS, 32, generator):
             time.sleep(sleep)
