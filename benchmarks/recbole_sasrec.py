@@ -189,9 +189,10 @@ def run_ours(args) -> dict:
     dataset = load_ml100k()
     split = leave_one_out(dataset)
     overrides = {k: getattr(args, k) for k in ("hidden_size", "n_layers", "n_heads", "inner_size", "hidden_dropout", "attn_dropout", "max_seq_len")}
-    # RecBole's trainer: Adam, constant learning rate, no gradient clipping, best epoch by valid NDCG@10
+    # RecBole's trainer: Adam, constant learning rate, no gradient clipping, best epoch by valid NDCG@10, and
+    # early stopping after 10 epochs without a gain (its `stopping_step: 10` above), so --epochs 300 converges
     config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, optimizer="adam", scheduler="none",
-                         grad_clip=None, seed=args.seed, device="cpu", monitor="ndcg@10")
+                         grad_clip=None, seed=args.seed, device="cpu", monitor="ndcg@10", patience=10)
     trained = train_model("sasrec", dataset, split, config, overrides, windows=False)  # one row per prefix, as RecBole
     masked = evaluate_split(trained.model, split, "test", LOO_METRICS, max_len=args.max_seq_len)
     unmasked = evaluate_split(trained.model, split, "test", LOO_METRICS, max_len=args.max_seq_len, mask_history=False)
