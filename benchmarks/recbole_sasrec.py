@@ -3,7 +3,8 @@
 RecBole is NOT a project dependency. Install it on its own::
 
     python -m venv /tmp/recbole-venv
-    /tmp/recbole-venv/bin/pip install torch==2.13.0 recbole==1.2.1 "numpy<2"
+    /tmp/recbole-venv/bin/pip install torch==2.13.0 recbole==1.2.1 "numpy<2" "pandas<2.2"
+    /tmp/recbole-venv/bin/pip install "setuptools<70"   # RecBole needs pkg_resources; after torch, not beside it
 
 then run (from the project root, in the project's venv)::
 
