@@ -183,6 +183,10 @@ def live_and_registry() -> None:
         line = (f"**{state}** · {plain(run.recipe or '?')} · device {plain(status.get('device', '?'))}"
                 f"{f' x {processes} processes' if isinstance(processes, int) and processes > 1 else ''} · "
                 f"epoch {len(records)}/{epochs_total}")
+        last = records[-1] if records else {}
+        if isinstance(last.get("examples"), (int, float)) and isinstance(last.get("train_seconds"), (int, float)) \
+                and last["train_seconds"] > 0:  # every process's examples together
+            line += f" · {last['examples'] / last['train_seconds']:,.0f} examples/s"
         if state == "running" and status.get("step"):
             line += f" · step {status['step']}, last batch loss {status.get('batch_loss', float('nan')):.4g}"
         st.markdown(line)

@@ -47,6 +47,8 @@ def test_finished_runs_are_listed_compared_served_and_deleted(registry):
     assert set(table["run"]) == {done.id, failed.id}
     assert table.set_index("run").loc[failed.id, "error"] == "RuntimeError: toy failure at epoch 2"
     assert len(at.get("plotly_chart")) >= 1  # the watched run's loss curve
+    # the watched run's training throughput, from its last epoch record (examples / train_seconds)
+    assert any(" examples/s" in md.value for md in at.markdown), [md.value for md in at.markdown][:5]
 
     at.selectbox(key="studio_watch_select").set_value(done.id).run()
     at.button(key="serve").click().run()
