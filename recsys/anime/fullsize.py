@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import resource
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from recsys.memory import peak_memory_mb
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +61,6 @@ def generate(sample: pd.DataFrame, catalogue_ids: np.ndarray, n_users: int = FUL
     values, value_counts = np.unique(sample["rating"].to_numpy(), return_counts=True)
     frame["rating"] = rng.choice(values, len(frame), p=value_counts / value_counts.sum()).astype(np.int64)
     return frame
-
-
-def peak_memory_mb() -> float:
-    """This process's peak resident memory (Linux ``ru_maxrss`` is in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class StagePeaks:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recsys.eval import metrics
 from recsys.paths import PROJECT_ROOT
 from recsys.retrieval.index import ItemIndex
 
@@ -56,8 +57,8 @@ def _latencies(index: ItemIndex, queries: np.ndarray, k: int, label: str) -> tup
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
-    """Mean share of each row of ``truth`` that appears in the same row of ``found``."""
-    return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth)]))
+    """Mean over rows of :func:`recsys.eval.metrics.recall_at_k`: the share of ``truth``'s row found in ``found``'s."""
+    return float(np.mean([metrics.recall_at_k(list(f), t, len(f)) for f, t in zip(found, truth)]))
 
 
 def _size_mb(index) -> float:

@@ -51,8 +51,8 @@ def measure(model: str, nproc: int, epochs: int, options: dict[str, Any], regist
     examples = sum(r.get("examples", 0) for r in records)
     seconds = sum(r.get("train_seconds", 0.0) for r in records)
     return {
-        "model": model, "processes": nproc, "threads_per_process": threads if nproc == 1 and threads else
-        (1 if nproc > 1 else "recipe default"), "epochs": len(records), "examples_per_epoch": records[0].get("examples"),
+        "model": model, "processes": nproc, "threads_per_process": 1 if nproc > 1 else threads or "recipe default",
+        "epochs": len(records), "examples_per_epoch": records[0].get("examples"),
         "batch_size": config.batch_size, "examples_per_s": round(examples / seconds, 1) if seconds else float("nan"),
         "train_seconds_per_epoch": round(seconds / max(len(records), 1), 2), "wall_seconds": round(wall, 1),
         "peak_rss_mb": summary.get("peak_rss_mb"), "peak_rss_mb_total": summary.get("peak_rss_mb_total",

@@ -168,8 +168,7 @@ def torchrun_command(nproc: int, module: str, *args: str) -> list[str]:
             "-m", module, *args]
 
 
-def launch_ranks(nproc: int, module: str, *args: str, env: dict[str, str] | None = None,
-                 stdout=None) -> int:
+def launch_ranks(nproc: int, module: str, *args: str, env: dict[str, str] | None = None) -> int:
     """Run ``module`` on ``nproc`` processes through torchrun and wait; returns torchrun's exit status.
 
     One torch thread per process on the CPU unless ``OMP_NUM_THREADS`` says otherwise
@@ -177,5 +176,4 @@ def launch_ranks(nproc: int, module: str, *args: str, env: dict[str, str] | None
     """
     env = {**os.environ, **(env or {})}
     env.setdefault("OMP_NUM_THREADS", "1")
-    return subprocess.run(torchrun_command(nproc, module, *args), env=env, stdout=stdout,
-                          stderr=subprocess.STDOUT if stdout is not None else None, check=False).returncode
+    return subprocess.run(torchrun_command(nproc, module, *args), env=env, check=False).returncode

@@ -309,12 +309,13 @@ def fit(
         model.train()
         epoch_start, loss_sum, n_batches, n_examples = time.perf_counter(), 0.0, 0, 0
         for batch in batches(epoch):
-            n_examples += distributed.batch_rows(batch)  # the global batch's rows, counted once
+            rows = distributed.batch_rows(batch)  # the global batch's rows, counted once
+            n_examples += rows
             if parallel is None:
                 loss = model.calculate_loss(to_device(batch, device))
                 value = loss.item()
             else:  # this rank's rows of the global batch (a rank whose loss is not finite fails the run)
-                if distributed.batch_rows(batch) < world_size:
+                if rows < world_size:
                     continue  # too few rows to give every rank one (every rank skips it alike)
                 loss = parallel(to_device(distributed.shard(batch, rank, world_size), device))
                 value = loss.item()

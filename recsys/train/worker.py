@@ -26,14 +26,16 @@ import fcntl
 import logging
 import os
 import re
-import resource
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from recsys.artifacts import atomic_write_json, read_json
+from recsys.memory import peak_memory_mb
 from recsys.train import distributed
 from recsys.train.loop import (Callback, LogEpochs, ProgressBar, StopSignal, TrainConfig, TrainingDiverged,
                                resolve_device)
@@ -144,9 +146,9 @@ def _one_line(error: Exception) -> str:
     return str(error) if isinstance(error, (TrainingDiverged, RanksFailed)) else f"{type(error).__name__}: {error}"
 
 
-def run_processes(run: Run) -> int:
-    """The run's number of training processes (``nproc`` in its config, 1 when absent)."""
-    nproc = run.config.get("nproc", 1)
+def run_processes(config: dict[str, Any]) -> int:
+    """A run's number of training processes (``nproc`` in its config, 1 when absent)."""
+    nproc = config.get("nproc", 1)
     if not isinstance(nproc, int) or isinstance(nproc, bool) or not 1 <= nproc <= MAX_PROCESSES:
         raise ValueError(f"nproc must be a whole number from 1 to {MAX_PROCESSES}, got {nproc!r}")
     return nproc
@@ -173,11 +175,11 @@ def execute(run: Run, registry: RunRegistry, extra_callbacks: list[Callback] | N
             config = run.config
             recipe = get_recipe(config["recipe"])
             train = TrainConfig(**config["train"]).validate()
-            nproc = run_processes(run)
+            nproc = run_processes(config)
             device = str(resolve_device(train.device))
-            if device.startswith("cuda") and nproc > 1 and nproc > _cuda_count():
+            if device.startswith("cuda") and nproc > torch.cuda.device_count():
                 raise ValueError(f"{nproc} processes on CUDA need {nproc} GPUs (one each); "
-                                 f"this machine has {_cuda_count()}")
+                                 f"this machine has {torch.cuda.device_count()}")
             run.set_status("queued", pid=os.getpid(), device=device)
             with device_lock(registry.root, device, run):
                 if run.stop_requested():
@@ -187,12 +189,8 @@ def execute(run: Run, registry: RunRegistry, extra_callbacks: list[Callback] | N
                          "" if nproc == 1 else "es")
                 if nproc > 1:
                     return _launch_ranks(run, registry, nproc, progress)
-                progress_bar = [ProgressBar(recipe.name)] if progress else []
-                callbacks = [StopSignal(run.stop_requested), RecordMetrics(run), LogEpochs(), *progress_bar,
-                             *(extra_callbacks or [])]
-                context = RecipeContext(train, {**recipe.options, **config.get("options", {})}, callbacks,
-                                        run.checkpoint_path)
-                summary = {**recipe.run(context), "peak_rss_mb": peak_rss_mb()}
+                context = _context(run, config, recipe, train, writer=True, progress=progress, extra=extra_callbacks)
+                summary = {**recipe.run(context), "peak_rss_mb": round(peak_memory_mb(), 1)}
             return _finish(run, summary)
         except InterruptedError as error:
             run.set_status("stopped", finished=time.time(), error=str(error))
@@ -203,9 +201,14 @@ def execute(run: Run, registry: RunRegistry, extra_callbacks: list[Callback] | N
             raise
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory in MB (Linux reports kilobytes)."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+def _context(run: Run, config: dict[str, Any], recipe, train: TrainConfig, writer: bool, progress: bool,
+             extra: list[Callback] | None = None) -> RecipeContext:
+    """What a recipe gets: every process honours Stop; only the writer streams, logs and saves."""
+    callbacks: list[Callback] = [StopSignal(run.stop_requested)]
+    if writer:
+        callbacks += [RecordMetrics(run), LogEpochs(), *([ProgressBar(recipe.name)] if progress else []), *(extra or [])]
+    return RecipeContext(train, {**recipe.options, **config.get("options", {})}, callbacks,
+                         run.checkpoint_path if writer else None)
 
 
 def _finish(run: Run, summary: dict[str, Any]) -> dict[str, Any]:
@@ -213,12 +216,6 @@ def _finish(run: Run, summary: dict[str, Any]) -> dict[str, Any]:
     run.set_status(final, finished=time.time(), summary=summary)
     log.info("run %s %s: %s", run.id, final, summary)
     return summary
-
-
-def _cuda_count() -> int:
-    import torch
-
-    return torch.cuda.device_count()
 
 
 def _launch_ranks(run: Run, registry: RunRegistry, nproc: int, progress: bool) -> dict[str, Any]:
@@ -276,13 +273,8 @@ def execute_rank(run: Run, progress: bool = False) -> dict[str, Any]:
         writer = rank == 0
         try:
             with _run_log(run) if writer else contextlib.nullcontext():
-                callbacks: list[Callback] = [StopSignal(run.stop_requested)]
-                if writer:
-                    callbacks += [RecordMetrics(run), LogEpochs()] + ([ProgressBar(recipe.name)] if progress else [])
-                context = RecipeContext(train, {**recipe.options, **config.get("options", {})}, callbacks,
-                                        run.checkpoint_path if writer else None)
-                summary = recipe.run(context)
-                peaks = distributed.gather(peak_rss_mb())  # a collective: every rank takes part
+                summary = recipe.run(_context(run, config, recipe, train, writer=writer, progress=progress))
+                peaks = distributed.gather(round(peak_memory_mb(), 1))  # a collective: every rank takes part
                 if not writer:
                     return summary
                 return _finish(run, {**summary, "processes": world_size, "peak_rss_mb": max(peaks),
