@@ -9,8 +9,9 @@ setting gives a new hash, so that job runs again instead of silently reusing a s
 sweep point that equals the main table's setting is the same job, trained once.
 
 The files hold the test metrics, the validation curve (one row per epoch), the best epoch, the
-epoch budget, whether early stopping ended the run, and the CPU seconds of the process
-(``time.process_time``: all of its threads, training and evaluation). They are plain JSON, no pickle.
+epoch budget, whether early stopping ended the run, the device it trained on, and the CPU seconds
+of the process (``time.process_time``: all of its threads, training and evaluation; on CUDA the
+host's share only, so those jobs are also timed by their wall seconds). They are plain JSON, no pickle.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def execute(job: Job, dataset: SequentialDataset, split: SequentialSplit) -> dic
         "stopped_early": bool(neural and trained.epochs < config.epochs),
         "stop_reason": trained.stop_reason, "monitor": config.monitor,
         "cpu_seconds": round(time.process_time() - cpu0, 3), "wall_seconds": round(time.perf_counter() - wall0, 2),
-        "torch_threads": torch.get_num_threads(), "history": history,
+        "torch_threads": torch.get_num_threads(), "device": trained.device, "history": history,
         "finished_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
 

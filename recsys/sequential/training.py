@@ -62,6 +62,7 @@ class TrainedModel:
     best_epoch: int | None
     history: list[dict[str, float]] = field(default_factory=list)
     stop_reason: str | None = None  # the loop's: "completed", "early-stopped (...)", ...
+    device: str = "cpu"  # where it trained, as the loop describes it: "cpu (1 threads)", "cuda (NVIDIA H200)"
 
 
 def train_model(
@@ -110,7 +111,7 @@ def train_model(
     train = dataclasses.replace(train, monitor=train.monitor or "ndcg@10")
     result = fit(model, lambda epoch: examples.batches(train.batch_size, train.seed, epoch), train, evaluate, callbacks)
     return TrainedModel(name, model, result.seconds, len(result.history), result.best_epoch, result.history,
-                        result.stop_reason)
+                        result.stop_reason, result.device)
 
 
 def test_metrics(trained: TrainedModel, split: SequentialSplit, max_len: int) -> dict[str, float]:

@@ -1,0 +1,154 @@
+"""CUDA check: every neural model trains on a GPU, and the CL-EPIDTN reproduction's jobs run there.
+
+The project's dev and CI machines have no GPU, so the CUDA path (``--device cuda``, ``device=auto``)
+is checked on a lent GPU machine with this script, in three steps::
+
+    python benchmarks/cuda_check.py smoke --out DIR              # 1. each neural model, 1 epoch on CUDA
+    python benchmarks/cuda_check.py jobs --out DIR --cpu-state STATE --workers 12   # 2. + 3., below
+    python benchmarks/cuda_check.py collect --cuda DIR --cpu-state STATE            # back on the dev machine
+
+1. ``smoke``: every neural entry of the registry trains for one epoch through its studio recipe
+   (``python -m recsys train NAME --device cuda --epochs 1``), one after another; DIR/smoke.json
+   says, per model, whether it finished, in how long, and the end of its output.
+2. ``jobs`` re-runs the converged profile's main-table jobs of CL-EPIDTN and SASRec (3 seeds,
+   both splits) on CUDA, so that ``collect`` can set CUDA beside CPU for the same settings and seeds;
+3. and runs the profile's sensitivity-sweep jobs that STATE (a copy of the CPU run's state
+   directory) does not hold yet. All go to DIR/jobs, one JSON file per job as it finishes
+   (:class:`recsys.sequential.jobs.JobStore`); stop it at any time, nothing finished is lost.
+
+``collect`` copies the sweep results into the CPU run's state directory (a job already there
+is kept: the CPU result came first) and writes ``docs/results/cl-epidtn/converged/cuda_vs_cpu.csv``
+(+ ``.md``): each main-table job's test metrics, best epoch and wall seconds on both devices.
+GPU runs are not bit-identical to CPU runs at the same seed (other kernels, other summation
+order), so the comparison is of the spread across seeds, not of digits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from recsys import registry  # noqa: E402
+from recsys.artifacts import atomic_write_json  # noqa: E402
+from recsys.eval.tables import frame_to_markdown  # noqa: E402
+from recsys.sequential.experiments import CONVERGED  # noqa: E402
+from recsys.sequential.jobs import JobStore, run_pending, unique  # noqa: E402
+from recsys.sequential.prep import load_dataset  # noqa: E402
+from recsys.sequential.reproduce import plan  # noqa: E402
+
+log = logging.getLogger("cuda_check")
+COMPARED = ("cl-epidtn", "sasrec")  # models whose main-table jobs are trained on both devices
+RESULTS = ROOT / "docs" / "results" / "cl-epidtn" / "converged"
+
+
+def smoke(out: Path, timeout: int) -> list[dict]:
+    """Train every neural registry model for one epoch on CUDA through ``python -m recsys train``."""
+    rows = []
+    for name in registry.names(kind="neural"):
+        started = time.perf_counter()
+        try:
+            done = subprocess.run([sys.executable, "-m", "recsys", "train", name, "--device", "cuda", "--epochs", "1"],
+                                  cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+            rc, text = done.returncode, done.stdout + done.stderr
+        except subprocess.TimeoutExpired as expired:
+            rc, text = "timeout", f"{expired.stdout or ''}{expired.stderr or ''}"
+        row = {"model": name, "rc": rc, "seconds": round(time.perf_counter() - started, 1),
+               "tail": [line for line in str(text).splitlines() if line.strip()][-6:]}
+        log.info("%s: rc %s in %.1f s", name, rc, row["seconds"])
+        rows.append(row)
+        (out / "smoke.json").write_text(json.dumps(rows, indent=2, default=str))
+    return rows
+
+
+def cuda_jobs(cpu_state: Path):
+    """The main-table jobs of :data:`COMPARED` (CL-EPIDTN first), then the sweep jobs ``cpu_state`` lacks."""
+    planned = plan(CONVERGED, ["ml-100k"], registry.names("sequential"))["ml-100k"]
+    held = JobStore(cpu_state)
+    main = {model: [job for job in planned if job.role == "main" and job.model == model] for model in COMPARED}
+    sweep = [job for job in planned if job.role == "sweep" and held.get(job) is None]
+    return unique([*main["cl-epidtn"], *sweep, *main["sasrec"]])  # the sweep before the slower-to-matter SASRec
+
+
+def collect(cuda_dir: Path, cpu_state: Path, out: Path, commit: str | None) -> None:
+    """Sweep results into the CPU state; CPU vs CUDA for the compared main jobs to ``out``.
+
+    The GPU machine gets a copy of the working tree without ``.git``, so its records name no
+    commit; ``commit`` (the one that was sent) fills that in.
+    """
+    import pandas as pd
+
+    planned = plan(CONVERGED, ["ml-100k"], registry.names("sequential"))["ml-100k"]
+    cuda, cpu = JobStore(cuda_dir), JobStore(cpu_state)
+    copied, rows = 0, []
+    for job in unique(planned):
+        record = cuda.get(job)
+        if record is None:
+            continue
+        if job.role == "sweep" and cpu.get(job) is None:
+            atomic_write_json(cpu.path(job), {**record, "git_commit": record.get("git_commit") or commit})
+            copied += 1
+        if job.role == "main" and job.model in COMPARED and (cpu_record := cpu.get(job)) is not None:
+            for device, rec in (("cpu", cpu_record), ("cuda", record)):
+                rows.append({"model": job.model, "split": job.split, "seed": job.seed, "device": device,
+                             "device_name": rec.get("device", "cpu"), **rec["metrics"], "best_epoch": rec["best_epoch"],
+                             "epochs_run": rec["epochs_run"], "wall_seconds": rec["wall_seconds"]})
+    log.info("copied %d sweep results into %s", copied, cpu.root)
+    if not rows:
+        return
+    table = pd.DataFrame(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "cuda_vs_cpu.csv", index=False)
+    metrics = [m for m in ("hit@10", "ndcg@10", "recall@50") if m in table]
+    summary = table.groupby(["model", "split", "device"])[[*metrics, "best_epoch", "wall_seconds"]].agg(["mean", "std"])
+    summary.columns = [f"{a} {b}" for a, b in summary.columns]
+    (out / "cuda_vs_cpu.md").write_text(
+        "# CUDA vs CPU: the converged profile's main-table jobs on both devices\n\n"
+        "Command: `python benchmarks/cuda_check.py jobs ...` on the GPU machine, then `collect` here (see the script).\n"
+        "Same settings and seeds; not bit-identical across devices, so compare means and spreads over seeds.\n\n"
+        + frame_to_markdown(summary.reset_index()) + "\n")
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("step", choices=["smoke", "jobs", "collect"])
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "cuda-check")
+    parser.add_argument("--cpu-state", type=Path, help="the CPU run's reproduce state directory (holds jobs/)")
+    parser.add_argument("--cuda", type=Path, help="collect: the state directory the GPU machine wrote (its --out)")
+    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 4))
+    parser.add_argument("--timeout", type=int, default=180, help="smoke: seconds per model")
+    parser.add_argument("--commit", help="collect: the commit the GPU machine ran (its records name none)")
+    args = parser.parse_args()
+    if args.step == "smoke":
+        args.out.mkdir(parents=True, exist_ok=True)
+        rows = smoke(args.out, args.timeout)
+        return 0 if all(row["rc"] == 0 for row in rows) else 1
+    if args.cpu_state is None:
+        parser.error(f"{args.step} needs --cpu-state")
+    if args.step == "collect":
+        collect(args.cuda or args.out, args.cpu_state, RESULTS, args.commit)
+        return 0
+    import torch
+
+    if not torch.cuda.is_available():
+        parser.error("no CUDA device: the jobs would run on the CPU")
+    jobs = cuda_jobs(args.cpu_state)
+    log.info("%d jobs on %s with %d workers", len(jobs), torch.cuda.get_device_name(0), args.workers)
+    store = JobStore(args.out)
+    done = run_pending(jobs, store, lambda name: load_dataset(name, CONVERGED.anime_max_users), args.workers,
+                       threads=1, progress=False)
+    log.info("%d jobs finished", done)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
