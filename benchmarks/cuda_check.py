@@ -50,10 +50,10 @@ COMPARED = ("cl-epidtn", "sasrec")  # models whose main-table jobs are trained o
 RESULTS = ROOT / "docs" / "results" / "cl-epidtn" / "converged"
 
 
-def smoke(out: Path, timeout: int) -> list[dict]:
-    """Train every neural registry model for one epoch on CUDA through ``python -m recsys train``."""
+def smoke(out: Path, timeout: int, models: list[str] | None = None) -> list[dict]:
+    """Train every neural registry model (or ``models``) for one epoch on CUDA through ``python -m recsys train``."""
     rows = []
-    for name in registry.names(kind="neural"):
+    for name in models or registry.names(kind="neural"):
         started = time.perf_counter()
         try:
             done = subprocess.run([sys.executable, "-m", "recsys", "train", name, "--device", "cuda", "--epochs", "1"],
@@ -126,11 +126,12 @@ def main() -> int:
     parser.add_argument("--cuda", type=Path, help="collect: the state directory the GPU machine wrote (its --out)")
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 4))
     parser.add_argument("--timeout", type=int, default=180, help="smoke: seconds per model")
+    parser.add_argument("--models", nargs="+", help="smoke: these models only (default: every neural one)")
     parser.add_argument("--commit", help="collect: the commit the GPU machine ran (its records name none)")
     args = parser.parse_args()
     if args.step == "smoke":
         args.out.mkdir(parents=True, exist_ok=True)
-        rows = smoke(args.out, args.timeout)
+        rows = smoke(args.out, args.timeout, args.models)
         return 0 if all(row["rc"] == 0 for row in rows) else 1
     if args.cpu_state is None:
         parser.error(f"{args.step} needs --cpu-state")

@@ -186,7 +186,7 @@ def _run(spec, context) -> dict[str, Any]:
         histories, targets = unseen_protocol(split.unseen, split.n_items, settings.seed)
 
         def evaluate(model):
-            scores = model.full_sort_predict(histories.batch()).numpy()
+            scores = model.full_sort_predict(histories.batch()).detach().cpu().numpy()
             return score_rankings(top_k(scores, 10, histories.watched())[1], targets)
 
         model, result = trainer(data, settings, context.callbacks, evaluate=evaluate, config=context.train)
