@@ -71,6 +71,12 @@ def write_converged(folder: Path) -> None:
                "val_metric_name": "hit@10"} for m in CL_HITS for s in range(3) for e in (1, 2, 3)]
     pd.DataFrame(curves).to_csv(folder / "ml-100k_curves.csv", index=False)
     comparison_table(CL_HITS, "cl-epidtn", "hit@10").to_csv(folder / "ml-100k_ttests.csv", index=False)
+    # a variant of ours at HR@10 0.18, 0.19, 0.20 against SASRec's 0.15, 0.16, 0.17: +0.03 ahead
+    ours = {"ours: full-softmax": [0.18, 0.19, 0.20], "sasrec": CL_HITS["sasrec"]}
+    pd.DataFrame([{"model": "ours: full-softmax", "seed": s, "split": "loo", "hit@10": h, "best_epoch": 6,
+                   "max_epochs": 30, "stopped_early": True, "cpu_seconds": 90.0, "device": "cpu"}
+                  for s, h in enumerate(ours["ours: full-softmax"])]).to_csv(folder / "ml-100k_ours.csv", index=False)
+    comparison_table(ours, "sasrec", "hit@10").to_csv(folder / "ml-100k_ours_ttests.csv", index=False)
     sweeps = [{"param": "n_layers", "value": float(v), "seed": s, "hit@10": 0.1 * v + 0.01 * s, "recall@50": 0.3}
               for v in (1, 2, 3) for s in range(3)]
     pd.DataFrame(sweeps).to_csv(folder / "ml-100k_sweeps.csv", index=False)

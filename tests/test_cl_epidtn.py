@@ -130,6 +130,24 @@ def test_bce_main_loss_is_eq_14_over_every_in_batch_pair():
         assert model.loss_parts(batch)["main"].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_full_main_loss_is_a_softmax_over_every_item():
+    # ours: columns are items 1..6 (padding 0 left out), so rows targeting items 4, 3, 5, 5 take
+    # columns 3, 2, 4, 4; log-q is asked for but does not apply (nothing is sampled)
+    model = make("epidtn", main_loss="full", logq_correction=True).eval()
+    batch = tiny_batch()
+    with torch.no_grad():
+        logits = model.user_tower(batch) @ model.item_tower(torch.arange(1, 7)).T / model.config.temperature
+        expected = torch.stack([-torch.log_softmax(logits[i], 0)[c] for i, c in enumerate([3, 2, 4, 4])]).mean()
+        got = model.loss_parts(batch)["main"]
+        in_batch = make("epidtn", main_loss="infonce", logq_correction=False).eval()
+        in_batch.load_state_dict(model.state_dict())
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+    # three more negatives (items 1, 2, 6) than the in-batch softmax: a larger loss for the same vectors
+    assert got.item() > in_batch.loss_parts(batch)["main"].item()
+    with pytest.raises(ValueError, match="main_loss"):
+        make(main_loss="sampled")
+
+
 def test_item_tower_with_one_layer_as_in_eq_11():
     two, one = make(), make(item_tower_layers=1)
     linear = [m for m in one.item_mlp if isinstance(m, torch.nn.Linear)]

@@ -97,6 +97,19 @@ def test_converged_results_replace_the_quick_ones(root):
     assert anime_rep.status == "incomplete" and anime_rep.status_text == "incomplete: 2 of 10 jobs done"
 
 
+def test_variants_of_ours_sit_beside_the_papers_model_and_are_tested_against_sasrec(root):
+    ml, anime_rep = sequential.section(root / "cl-epidtn").reports
+    titles = [table.title for table in ml.extra]
+    beside = ml.extra[titles.index("Variants of ours (not the paper's model) beside CL-EPIDTN and SASRec")].frame
+    # HR@10 0.18, 0.19, 0.20: mean 0.19, sample std 0.01; the paper's model and SASRec from the main runs
+    assert beside.set_index("Model")["HR@10"].to_dict() == {"CL-EPIDTN": "0.1200 ± 0.0200", "SASRec": "0.1600 ± 0.0100",
+                                                             "ours: full-softmax": "0.1900 ± 0.0100"}
+    tested = ml.extra[titles.index("Each variant against SASRec (Welch over seeds, Holm within each metric)")].frame
+    assert tested["Comparison"].tolist() == ["ours: full-softmax vs SASRec"]
+    assert tested["Difference"].item() == "+0.0300"  # 0.19 - 0.16: positive, ours ahead
+    assert not any("ours" in table.title for table in anime_rep.extra)  # no variants there: no table
+
+
 def test_quick_results_are_labelled_and_not_converged(root):
     shutil.rmtree(root / "cl-epidtn" / "converged")
     (ml,) = sequential.section(root / "cl-epidtn").reports
@@ -166,3 +179,12 @@ def test_the_package_stays_ui_free():
     assert len(sources) == 4
     for path in sources:
         assert "import streamlit" not in path.read_text() and "from streamlit" not in path.read_text(), path.name
+
+
+def test_gpu_jobs_are_noted_apart_from_cpu_time():
+    meta = {"cpu_seconds_total": 7200.0,
+            "by_device": {"cpu": {"jobs": 10, "cpu_seconds": 7200.0, "wall_seconds": 9000.0},
+                          "cuda (Fake GPU)": {"jobs": 4, "cpu_seconds": 60.0, "wall_seconds": 1800.0}}}
+    notes = sequential.meta_notes(meta, quick=False)
+    assert "Total CPU time: 2.0 CPU-hours (7,200 s) of the jobs trained on the CPU." in notes
+    assert "4 jobs trained on cuda (Fake GPU): 0.50 wall-hours, several jobs at a time on the one GPU." in notes

@@ -152,3 +152,31 @@ def test_export_only_marks_a_partial_run_incomplete(tmp_path, toy, monkeypatch):
     meta = json.loads((out / "ml-100k_meta.json").read_text())
     assert (meta["jobs_done"], meta["jobs_total"], meta["complete"]) == (2, 9, False)
     assert "INCOMPLETE" in (out / "ml-100k.md").read_text() and len(pd.read_csv(out / "ml-100k_runs.csv")) == 2
+
+
+def test_jobs_trained_on_a_gpu_are_counted_apart_from_cpu_time(tmp_path, toy, monkeypatch):
+    """A run finished partly on a GPU machine: CPU-hours count the CPU jobs only, the GPU's by wall time.
+
+    Of the 9 jobs, the 3 dssm ones are relabelled as trained on CUDA (cpu 5 s, wall 7 s each), so
+    by_device says cuda: 3 jobs, 21 wall-seconds; cpu: the other 6 jobs and their own CPU seconds.
+    """
+    real = REAL_EXECUTE
+
+    def execute(job, dataset, split):
+        record = real(job, dataset, split)
+        if job.model == "dssm":
+            record.update(device="cuda (Fake GPU)", cpu_seconds=5.0, wall_seconds=7.0)
+        return record
+
+    monkeypatch.setattr(jobs_module, "execute", execute)
+    out = tmp_path / "out"
+    reproduce(["ml-100k"], SETTINGS, MODELS, out, progress=False, state_dir=tmp_path / "state")
+    meta = json.loads((out / "ml-100k_meta.json").read_text())
+    runs = pd.read_csv(out / "ml-100k_runs.csv")
+    assert meta["by_device"]["cuda (Fake GPU)"] == {"jobs": 3, "cpu_seconds": 15.0, "wall_seconds": 21.0}
+    on_cpu = runs[runs["model"] != "dssm"]
+    assert meta["by_device"]["cpu"]["jobs"] == 6 and set(on_cpu["device"]) == {"cpu"}
+    assert meta["cpu_seconds_total"] == pytest.approx(on_cpu["cpu_seconds"].sum(), abs=0.01)
+    assert set(runs.loc[runs["model"] == "dssm", "device"]) == {"cuda (Fake GPU)"}
+    markdown = (out / "ml-100k.md").read_text()
+    assert "3 jobs on cuda (Fake GPU), 0.01 wall-hours" in markdown and "(6 jobs)" in markdown

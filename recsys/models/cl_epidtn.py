@@ -170,8 +170,10 @@ class CLEPIDTNConfig:
     #: linear layers of the item tower's MLP: 2 (ours: input -> 2d -> d with ReLU) or 1 (the paper's eq. 11,
     #: "a layer of MLP": input -> d); see docs/results/cl-epidtn/fidelity.md
     item_tower_layers: int = 2
-    #: main loss: "infonce" (in-batch softmax, the paper's eq. 25 for CL-EPIDTN) or "bce" (the paper's eq. 14 for
-    #: EPIDTN: binary cross-entropy, the row's target as 1 and the batch's other distinct items as 0)
+    #: main loss: "infonce" (in-batch softmax, the paper's eq. 25 for CL-EPIDTN), "bce" (the paper's eq. 14 for
+    #: EPIDTN: binary cross-entropy, the row's target as 1 and the batch's other distinct items as 0) or "full"
+    #: (ours, not the paper's: a softmax over every item, as SASRec's cross-entropy; nothing is sampled, so no
+    #: log-q; the item tower runs on the whole catalogue every step, affordable for thousands of items)
     main_loss: str = "infonce"
     #: which model: ``cl-epidtn`` or one of the paper's ablations ``epidtn`` (no contrastive
     #: tasks), ``cltd`` (no augmented vectors), ``cl-dssm`` (no Transformer); the registry's
@@ -215,8 +217,8 @@ class CLEPIDTNConfig:
             raise ValueError("max_seq_len, n_layers and aug_dim must be at least 1")
         if self.item_tower_layers not in (1, 2):
             raise ValueError(f"item_tower_layers must be 1 or 2, got {self.item_tower_layers!r}")
-        if self.main_loss not in ("infonce", "bce"):
-            raise ValueError(f"main_loss must be 'infonce' or 'bce', got {self.main_loss!r}")
+        if self.main_loss not in ("infonce", "bce", "full"):
+            raise ValueError(f"main_loss must be 'infonce', 'bce' or 'full', got {self.main_loss!r}")
         if self.item_category not in ("auto", "genre", "field"):
             raise ValueError(f"item_category must be auto, genre or field, got {self.item_category!r}")
 
@@ -609,10 +611,15 @@ class CLEPIDTN(TwoTowerMixin, NeuralRecommender):
         a_v = self._item_aug(items) if cfg.use_augmented else None
         v = self._item_vector(self._item_slots(items), a_v)
 
-        logits = u @ v.T / cfg.temperature
-        if cfg.logq_correction:  # logits - log q(item): popular items are not over-punished as negatives
-            logits = logq_correct(logits, self.item_log_frequency, items)
-        parts = {"main": in_batch_bce(logits, positive) if cfg.main_loss == "bce" else F.cross_entropy(logits, positive)}
+        if cfg.main_loss == "full":  # every item is a negative: columns 1..n_items, the target's column is id - 1
+            logits = u @ self.item_tower()[1:].T / cfg.temperature
+            parts = {"main": F.cross_entropy(logits, targets[rows, cols] - 1)}
+        else:
+            logits = u @ v.T / cfg.temperature
+            if cfg.logq_correction:  # logits - log q(item): popular items are not over-punished as negatives
+                logits = logq_correct(logits, self.item_log_frequency, items)
+            parts = {"main": in_batch_bce(logits, positive) if cfg.main_loss == "bce"
+                     else F.cross_entropy(logits, positive)}
 
         if cfg.use_contrastive:
             first = self._first_rows(users)  # each user once

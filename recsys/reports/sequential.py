@@ -36,8 +36,9 @@ from recsys.reports import (
     numeric,
     read_csv,
     read_json,
+    verdict_view,
 )
-from recsys.sequential.experiments import ABLATION_TEXT, PAPER
+from recsys.sequential.experiments import ABLATION_TEXT, OURS_PREFIX, OURS_TEXT, PAPER
 from recsys.sequential.plots import SWEEP_LABELS
 from recsys.sequential.stats import METRIC_LABELS
 
@@ -90,6 +91,28 @@ def ablation_table(runs: pd.DataFrame) -> pd.DataFrame | None:
              **{METRIC_LABELS[x]: cell(runs.loc[runs["model"] == m, x].dropna()) for x in present}}
             for m in ABLATION_TEXT if m in set(runs["model"])]
     return pd.DataFrame(rows) if rows else None
+
+
+def ours_tables(base: Path, dataset: str, runs: pd.DataFrame, problems: list[str]) -> list[Table]:
+    """The variants of ours beside the paper's CL-EPIDTN and SASRec, and each against SASRec (when committed)."""
+    path = base / f"{dataset}_ours.csv"
+    if not path.exists() or path.stat().st_size <= 1:
+        return []
+    ours = read_csv(path, ["model", "seed"], problems)
+    if ours is None or ours.empty:
+        return []
+    beside = pd.concat([runs[runs["model"].isin(["cl-epidtn", "sasrec"])],
+                        normalise_runs(ours, problems, path.name)], ignore_index=True)
+    what = "; ".join(f"{OURS_PREFIX}{name}: {text}" for name, text in OURS_TEXT.items())
+    tables = [Table("Variants of ours (not the paper's model) beside CL-EPIDTN and SASRec", main_table(beside),
+                    f"Why CL-EPIDTN loses to SASRec, one component at a time. {what}.")]
+    tests = read_csv(base / f"{dataset}_ours_ttests.csv", [], problems)
+    compared = from_ttests(tests) if tests is not None and not tests.empty else None
+    if compared is not None:
+        tables.append(Table("Each variant against SASRec (Welch over seeds, Holm within each metric)",
+                            verdict_view(compared, METRIC_LABELS), "Difference = variant − SASRec: positive means "
+                                                                    "ours is ahead."))
+    return tables
 
 
 def convergence(runs: pd.DataFrame, seconds_label: str) -> tuple[pd.DataFrame, str]:
@@ -165,10 +188,16 @@ def meta_notes(meta: dict, quick: bool) -> list[str]:
     if meta.get("settings"):
         notes.append(f"Settings: {meta['settings']}")
     cpu = meta.get("cpu_seconds_total")
+    by_device = meta.get("by_device") if isinstance(meta.get("by_device"), dict) else {}
     if isinstance(cpu, (int, float)) and not math.isnan(cpu):
-        notes.append(f"Total CPU time: {cpu / 3600:.1f} CPU-hours ({cpu:,.0f} s).")
+        notes.append(f"Total CPU time: {cpu / 3600:.1f} CPU-hours ({cpu:,.0f} s)"
+                     + (" of the jobs trained on the CPU." if by_device else "."))
     elif isinstance(meta.get("wall_seconds"), (int, float)):
         notes.append(f"Wall time: {meta['wall_seconds']:,.0f} s.")
+    for device, entry in by_device.items():
+        if device != "cpu" and isinstance(entry, dict) and isinstance(entry.get("wall_seconds"), (int, float)):
+            notes.append(f"{entry.get('jobs', '?')} jobs trained on {device}: {entry['wall_seconds'] / 3600:.2f} "
+                         "wall-hours, several jobs at a time on the one GPU.")
     stamp = [f"{k.replace('_', ' ')} {meta[k]}" for k in ("date_utc", "date", "git_commit") if meta.get(k)]
     if stamp:
         notes.append("Written: " + ", ".join(stamp) + ".")
@@ -225,6 +254,7 @@ def dataset_report(folder: Path, dataset: str) -> Report:
     ablation = ablation_table(runs)
     if ablation is not None:
         rep.extra = [Table("Ablation: CL-EPIDTN without one component", ablation)]
+    rep.extra = [*rep.extra, *ours_tables(base, dataset, runs, rep.problems)]
     rep.models = [display(m) for m in order(runs["model"])]
 
     def compare(metric: str, reference: str) -> pd.DataFrame:
@@ -261,7 +291,8 @@ def section(folder: Path) -> Section:
     docs = documents(folder, [("fidelity.md", "The paper against the code (fidelity.md)"),
                               ("README.md", "How these results were produced (README)"),
                               ("recbole_sasrec.md", "Peer check: RecBole's SASRec against ours")])
-    docs += documents(folder / "converged", [("README.md", "The converged profile (converged/README.md)")])
+    docs += documents(folder / "converged", [("README.md", "The converged profile (converged/README.md)"),
+                                             ("cuda_vs_cpu.md", "The same jobs on CUDA and on the CPU (cuda_vs_cpu.md)")])
     return Section(
         key="cl-epidtn", title="CL-EPIDTN: sequential recommendation",
         paper="Yang, Wang & Li, *Contrastive learning-enhanced personalized interaction dual tower network*, "

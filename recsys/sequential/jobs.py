@@ -65,8 +65,9 @@ class Job:
     overrides: dict[str, Any]  # model config fields
     recent_examples: int | None = None
     anime_max_users: int | None = None
-    role: str = "main"  # main | sweep: where the result is reported (not part of the key)
+    role: str = "main"  # main | sweep | ours: where the result is reported (not part of the key)
     sweep: tuple[str, Any] | None = None  # (param, value) of a sweep point (not part of the key)
+    ours: str | None = None  # the name of a variant of ours (experiments.OURS; not part of the key)
 
     def settings(self) -> dict[str, Any]:
         """Everything that decides this job's numbers: hashed into :attr:`key`.
@@ -92,7 +93,7 @@ class Job:
 
     @property
     def label(self) -> str:
-        point = f" {self.sweep[0]}={self.sweep[1]}" if self.sweep else ""
+        point = f" {self.sweep[0]}={self.sweep[1]}" if self.sweep else (f" ours:{self.ours}" if self.ours else "")
         return f"{self.dataset} {self.model} seed {self.seed} {self.split}{point}"
 
     @property
@@ -268,12 +269,28 @@ class Finished:
     def total(self) -> int:
         return len({j.key for j in self.jobs})
 
-    def cpu_seconds(self) -> float:
-        by_key = {j.key: r["cpu_seconds"] for j, r in zip(self.jobs, self.records, strict=True) if r is not None}
-        return float(sum(by_key.values()))
+    def by_device(self) -> dict[str, dict[str, float]]:
+        """Per device (``cpu``, or the GPU as the loop names it): finished jobs, CPU seconds, wall seconds.
+
+        On CUDA ``cpu_seconds`` is the host's share only, so a GPU's time is its jobs' wall seconds.
+        """
+        records = {j.key: r for j, r in zip(self.jobs, self.records, strict=True) if r is not None}
+        out: dict[str, dict[str, float]] = {}
+        for record in records.values():
+            entry = out.setdefault(device_name(record), {"jobs": 0, "cpu_seconds": 0.0, "wall_seconds": 0.0})
+            entry["jobs"] += 1
+            entry["cpu_seconds"] += float(record["cpu_seconds"])
+            entry["wall_seconds"] += float(record.get("wall_seconds") or 0.0)
+        return {name: {k: round(v, 3) for k, v in entry.items()} for name, entry in out.items()}
 
     def of(self, role: str) -> list[tuple[Job, dict[str, Any]]]:
         return [(j, r) for j, r in zip(self.jobs, self.records, strict=True) if r is not None and j.role == role]
+
+
+def device_name(record: dict[str, Any]) -> str:
+    """``cpu`` or the GPU a job record trained on (records from before the field existed: ``cpu``)."""
+    device = str(record.get("device") or "cpu")
+    return "cpu" if device.startswith("cpu") else device
 
 
 def replace_train(job: Job, **changes: Any) -> Job:

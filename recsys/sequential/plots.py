@@ -24,7 +24,8 @@ def plot_sweep(frame: pd.DataFrame, param: str, path: Path, title: str) -> dict[
     """HR@10 and Recall@50 (mean ± sample std over seeds, one panel each) against the values of ``param``.
 
     The ticks are exactly the values tried, so an integer parameter (layers, embedding size) never
-    gets fractional ticks; the embedding size is on a log2 axis because its values double.
+    gets fractional ticks; the embedding size is on a log2 axis because its values double; a
+    fractional parameter (lambda: 0, 0.1, 0.5, 1, 2) is spaced evenly by rank, or 0 and 0.1 collide.
     Returns the tick labels of each panel (by metric).
     """
     import matplotlib
@@ -40,10 +41,11 @@ def plot_sweep(frame: pd.DataFrame, param: str, path: Path, title: str) -> dict[
     for ax, metric in zip(axes[0], metrics, strict=False):
         points = sweep_points(frame, metric)
         xs = points.index.to_numpy(dtype=float)
-        ax.errorbar(xs, points["mean"], yerr=points["std"].fillna(0), marker="o", capsize=4)
+        positions = xs if integer else np.searchsorted(values, xs)
+        ax.errorbar(positions, points["mean"], yerr=points["std"].fillna(0), marker="o", capsize=4)
         if param == "embedding_dim":
             ax.set_xscale("log", base=2)
-        ax.set_xticks(values)
+        ax.set_xticks(values if integer else np.arange(len(values)))
         ticks[metric] = [f"{v:.0f}" if integer else f"{v:g}" for v in values]
         ax.set_xticklabels(ticks[metric])
         ax.minorticks_off()

@@ -2,22 +2,20 @@
 
 :func:`plan` lists the (model, seed, split) jobs of a profile in the order they should run: per
 dataset the main table (leave-one-out, seed by seed so that a partial run already has every model
-at one seed), then the Recall split, then the sensitivity sweeps (paper Figures 9-11); ml-100k before
-the anime sample. :func:`reproduce` runs the jobs its state directory does not hold yet
-(:mod:`recsys.sequential.jobs`) and then writes the tables from whatever has finished
-(:mod:`recsys.sequential.export`); ``export_only`` writes them without training, e.g. while a long
-run is still going in another process. :func:`load_results` reads the tables back for the pages.
+at one seed), then the Recall split, then the sensitivity sweeps (paper Figures 9-11), then the
+variants of ours (``settings.ours``); ml-100k before the anime sample. :func:`reproduce` runs the
+jobs its state directory does not hold yet (:mod:`recsys.sequential.jobs`) and then writes the
+tables from whatever has finished (:mod:`recsys.sequential.export`); ``export_only`` writes them
+without training, e.g. while a long run is still going in another process (the pages read the
+tables through :mod:`recsys.reports.sequential`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
 
 from recsys.paths import cache_dir
 from recsys.sequential.experiments import (
@@ -29,7 +27,7 @@ from recsys.sequential.experiments import (
 )
 from recsys.sequential.export import export_dataset, write_readme
 from recsys.sequential.jobs import Finished, Job, JobStore, run_pending
-from recsys.sequential.prep import DATASETS, load_dataset
+from recsys.sequential.prep import load_dataset
 from recsys.sequential.training import window_trained
 from recsys.train.loop import TrainConfig, cpu_threads
 
@@ -48,12 +46,14 @@ def output_dir(settings: ReproduceSettings) -> Path:
 
 
 def make_job(dataset: str, name: str, split: str, seed: int, settings: ReproduceSettings,
-             overrides: dict | None = None, epochs: int | None = None, sweep: tuple[str, Any] | None = None) -> Job:
+             overrides: dict | None = None, epochs: int | None = None, sweep: tuple[str, Any] | None = None,
+             ours: str | None = None) -> Job:
     budget_epochs, recent, batch_size = budget(name, settings)
     config = TrainConfig(epochs=epochs or budget_epochs, lr=settings.lr, batch_size=batch_size, seed=seed,
                          patience=settings.patience, monitor="ndcg@10", device="auto")
+    role = "sweep" if sweep else "ours" if ours else "main"
     return Job(dataset, name, split, seed, config.to_dict(), overrides or overrides_for(name, settings), recent,
-               settings.anime_max_users, role="sweep" if sweep else "main", sweep=sweep)
+               settings.anime_max_users, role=role, sweep=sweep, ours=ours)
 
 
 def sweep_jobs(dataset: str, settings: ReproduceSettings) -> list[Job]:
@@ -76,6 +76,13 @@ def sweep_jobs(dataset: str, settings: ReproduceSettings) -> list[Job]:
     return jobs
 
 
+def ours_jobs(dataset: str, settings: ReproduceSettings) -> list[Job]:
+    """The variants of ours (``settings.ours``), seed by seed, each on both splits."""
+    base = overrides_for("cl-epidtn", settings)
+    return [make_job(dataset, "cl-epidtn", split, seed, settings, {**base, **changes}, ours=name)
+            for seed in range(settings.seeds) for name, changes in settings.ours.items() for split in ("loo", "ratio")]
+
+
 def plan(settings: ReproduceSettings, datasets: Sequence[str], models: Sequence[str]) -> dict[str, list[Job]]:
     """Per dataset, its jobs in running order (see the module docstring)."""
     # within a seed the costly window-trained models first, so that parallel workers finish together
@@ -87,7 +94,7 @@ def plan(settings: ReproduceSettings, datasets: Sequence[str], models: Sequence[
         jobs += [make_job(name, m, "ratio", seed, settings) for seed in range(settings.ratio_seeds or settings.seeds)
                  for m in ordered]
         if "cl-epidtn" in models:
-            jobs += sweep_jobs(name, settings)
+            jobs += sweep_jobs(name, settings) + ours_jobs(name, settings)
         planned[name] = jobs
     return planned
 
@@ -132,26 +139,3 @@ def reproduce(
         report["datasets"][name] = export_dataset(load(name), finished, settings, models, out_dir, command)
     write_readme(out_dir, settings, command)
     return report
-
-
-def load_results(out_dir: Path | None = None) -> dict[str, dict[str, Any]]:
-    """What the page shows: per dataset the summary, runs, t-tests, sweeps, curves and meta that exist."""
-    out_dir = Path(out_dir) if out_dir else results_dir()
-    found: dict[str, dict[str, Any]] = {}
-    for name in DATASETS:
-        summary = out_dir / f"{name}_summary.csv"
-        if not summary.exists():
-            continue
-        entry: dict[str, Any] = {"summary": pd.read_csv(summary)}
-        for key in ("runs", "ttests", "sweeps", "ablation", "curves"):
-            path = out_dir / f"{name}_{key}.csv"
-            if path.exists() and path.stat().st_size > 1:
-                try:
-                    entry[key] = pd.read_csv(path)
-                except pd.errors.EmptyDataError:
-                    pass
-        meta = out_dir / f"{name}_meta.json"
-        entry["meta"] = json.loads(meta.read_text()) if meta.exists() else {}
-        entry["plots"] = sorted(str(p) for p in out_dir.glob(f"{name}_sweep_*.png"))
-        found[name] = entry
-    return found
