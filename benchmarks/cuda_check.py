@@ -10,13 +10,15 @@ is checked on a lent GPU machine with this script, in three steps::
 1. ``smoke``: every neural entry of the registry trains for one epoch through its studio recipe
    (``python -m recsys train NAME --device cuda --epochs 1``), one after another; DIR/smoke.json
    says, per model, whether it finished, in how long, and the end of its output.
-2. ``jobs`` re-runs the converged profile's main-table jobs of CL-EPIDTN and SASRec (3 seeds,
-   both splits) on CUDA, so that ``collect`` can set CUDA beside CPU for the same settings and seeds;
-3. and runs the profile's sensitivity-sweep jobs that STATE (a copy of the CPU run's state
-   directory) does not hold yet. All go to DIR/jobs, one JSON file per job as it finishes
-   (:class:`recsys.sequential.jobs.JobStore`); stop it at any time, nothing finished is lost.
+2. ``jobs`` re-runs on CUDA the converged profile's main-table jobs of CL-EPIDTN and SASRec that
+   STATE (a copy of the CPU run's state directory) holds from the CPU, so that ``collect`` can set
+   CUDA beside CPU for the same settings and seeds;
+3. and runs every neural job of the profile that STATE does not hold yet (``--dataset``: ml-100k's
+   sweeps and variants of ours, or another data set's whole profile). All go to DIR/jobs, one JSON
+   file per job as it finishes (:class:`recsys.sequential.jobs.JobStore`); stop it at any time,
+   nothing finished is lost.
 
-``collect`` copies the sweep results into the CPU run's state directory (a job already there
+``collect`` copies every result the CPU run's state directory lacks into it (a job already there
 is kept: the CPU result came first) and writes ``docs/results/cl-epidtn/converged/cuda_vs_cpu.csv``
 (+ ``.md``): each main-table job's test metrics, best epoch and wall seconds on both devices.
 GPU runs are not bit-identical to CPU runs at the same seed (other kernels, other summation
@@ -39,9 +41,10 @@ sys.path.insert(0, str(ROOT))
 
 from recsys import registry  # noqa: E402
 from recsys.artifacts import atomic_write_json  # noqa: E402
+from recsys.eval.stats import comparison_table  # noqa: E402
 from recsys.eval.tables import frame_to_markdown  # noqa: E402
 from recsys.sequential.experiments import CONVERGED  # noqa: E402
-from recsys.sequential.jobs import JobStore, run_pending, unique  # noqa: E402
+from recsys.sequential.jobs import JobStore, device_name, run_pending, unique  # noqa: E402
 from recsys.sequential.prep import load_dataset  # noqa: E402
 from recsys.sequential.reproduce import plan  # noqa: E402
 
@@ -69,52 +72,74 @@ def smoke(out: Path, timeout: int, models: list[str] | None = None) -> list[dict
     return rows
 
 
-def cuda_jobs(cpu_state: Path):
-    """The main-table jobs of :data:`COMPARED` (CL-EPIDTN first), then the sweep jobs ``cpu_state`` lacks."""
-    planned = plan(CONVERGED, ["ml-100k"], registry.names("sequential"))["ml-100k"]
+def cuda_jobs(cpu_state: Path, dataset: str = "ml-100k") -> list:
+    """The main-table jobs of :data:`COMPARED` that ``cpu_state`` holds from the CPU (CL-EPIDTN first), then
+    every neural job of the profile that ``cpu_state`` lacks (main table, sweeps, variants of ours), SASRec last."""
+    planned = plan(CONVERGED, [dataset], registry.names("sequential"))[dataset]
     held = JobStore(cpu_state)
-    main = {model: [job for job in planned if job.role == "main" and job.model == model] for model in COMPARED}
-    sweep = [job for job in planned if job.role == "sweep" and held.get(job) is None]
-    return unique([*main["cl-epidtn"], *sweep, *main["sasrec"]])  # the sweep before the slower-to-matter SASRec
+
+    def on_cpu(job) -> bool:
+        record = held.get(job)
+        return record is not None and device_name(record) == "cpu"
+
+    compared = {model: [job for job in planned if job.role == "main" and job.model == model and on_cpu(job)]
+                for model in COMPARED}
+    pending = [job for job in planned if job.neural and held.get(job) is None]
+    return unique([*compared["cl-epidtn"], *pending, *compared["sasrec"]])
 
 
-def collect(cuda_dir: Path, cpu_state: Path, out: Path, commit: str | None) -> None:
-    """Sweep results into the CPU state; CPU vs CUDA for the compared main jobs to ``out``.
+def collect(cuda_dir: Path, cpu_state: Path, out: Path, commit: str | None, dataset: str = "ml-100k") -> None:
+    """Every result the CPU state lacks into it; CPU vs CUDA for the main jobs trained on both, to ``out``.
 
     The GPU machine gets a copy of the working tree without ``.git``, so its records name no
     commit; ``commit`` (the one that was sent) fills that in.
     """
     import pandas as pd
 
-    planned = plan(CONVERGED, ["ml-100k"], registry.names("sequential"))["ml-100k"]
+    planned = plan(CONVERGED, [dataset], registry.names("sequential"))[dataset]
     cuda, cpu = JobStore(cuda_dir), JobStore(cpu_state)
     copied, rows = 0, []
     for job in unique(planned):
-        record = cuda.get(job)
+        record, cpu_record = cuda.get(job), cpu.get(job)
         if record is None:
             continue
-        if job.role == "sweep" and cpu.get(job) is None:
+        if cpu_record is None:
             atomic_write_json(cpu.path(job), {**record, "git_commit": record.get("git_commit") or commit})
             copied += 1
-        if job.role == "main" and job.model in COMPARED and (cpu_record := cpu.get(job)) is not None:
+        elif job.role == "main" and job.model in COMPARED and device_name(cpu_record) == "cpu":
             for device, rec in (("cpu", cpu_record), ("cuda", record)):
                 rows.append({"model": job.model, "split": job.split, "seed": job.seed, "device": device,
                              "device_name": rec.get("device", "cpu"), **rec["metrics"], "best_epoch": rec["best_epoch"],
                              "epochs_run": rec["epochs_run"], "wall_seconds": rec["wall_seconds"]})
-    log.info("copied %d sweep results into %s", copied, cpu.root)
+    log.info("copied %d results into %s", copied, cpu.root)
     if not rows:
         return
     table = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "cuda_vs_cpu.csv", index=False)
+    name = "cuda_vs_cpu" if dataset == "ml-100k" else f"cuda_vs_cpu_{dataset}"
+    table.to_csv(out / f"{name}.csv", index=False)
     metrics = [m for m in ("hit@10", "ndcg@10", "recall@50") if m in table]
     summary = table.groupby(["model", "split", "device"])[[*metrics, "best_epoch", "wall_seconds"]].agg(["mean", "std"])
     summary.columns = [f"{a} {b}" for a, b in summary.columns]
-    (out / "cuda_vs_cpu.md").write_text(
-        "# CUDA vs CPU: the converged profile's main-table jobs on both devices\n\n"
+    summary = summary.reset_index()
+    for column in [c for c in summary.columns if c.startswith(("best_epoch", "wall_seconds"))]:
+        summary[column] = [f"{v:.1f}" for v in summary[column]]  # epochs and seconds: one decimal is plenty
+    tests = []
+    for (model, split), group in table.groupby(["model", "split"]):
+        metric = "hit@10" if split == "loo" else "recall@50"
+        values = {device: part[metric].dropna().tolist() for device, part in group.groupby("device")}
+        if len(values.get("cpu", [])) > 1 and len(values.get("cuda", [])) > 1:
+            row = comparison_table(values, "cpu", metric).iloc[0]
+            tests.append({"model": model, "split": split, "metric": metric, "cuda - cpu": row["diff"],
+                          "Welch p": row["p"]})
+    (out / f"{name}.md").write_text(
+        f"# CUDA vs CPU: the converged profile's main-table jobs on both devices ({dataset})\n\n"
         "Command: `python benchmarks/cuda_check.py jobs ...` on the GPU machine, then `collect` here (see the script).\n"
-        "Same settings and seeds; not bit-identical across devices, so compare means and spreads over seeds.\n\n"
-        + frame_to_markdown(summary.reset_index()) + "\n")
+        "Same settings and seeds; not bit-identical across devices, so compare means and spreads over seeds. Wall\n"
+        "seconds are not a speed comparison: the CPU jobs shared 2 cores with another job, the CUDA ones one GPU\n"
+        "with 12 others.\n\n" + frame_to_markdown(summary) + "\n\n"
+        "Each device's seeds against the other's (Welch; uncorrected, one test per row):\n\n"
+        + frame_to_markdown(pd.DataFrame(tests)) + "\n")
 
 
 def main() -> int:
@@ -126,6 +151,7 @@ def main() -> int:
     parser.add_argument("--cuda", type=Path, help="collect: the state directory the GPU machine wrote (its --out)")
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 4))
     parser.add_argument("--timeout", type=int, default=180, help="smoke: seconds per model")
+    parser.add_argument("--dataset", default="ml-100k", help="jobs, collect: the data set of the profile's jobs")
     parser.add_argument("--models", nargs="+", help="smoke: these models only (default: every neural one)")
     parser.add_argument("--commit", help="collect: the commit the GPU machine ran (its records name none)")
     args = parser.parse_args()
@@ -136,13 +162,13 @@ def main() -> int:
     if args.cpu_state is None:
         parser.error(f"{args.step} needs --cpu-state")
     if args.step == "collect":
-        collect(args.cuda or args.out, args.cpu_state, RESULTS, args.commit)
+        collect(args.cuda or args.out, args.cpu_state, RESULTS, args.commit, args.dataset)
         return 0
     import torch
 
     if not torch.cuda.is_available():
         parser.error("no CUDA device: the jobs would run on the CPU")
-    jobs = cuda_jobs(args.cpu_state)
+    jobs = cuda_jobs(args.cpu_state, args.dataset)
     log.info("%d jobs on %s with %d workers", len(jobs), torch.cuda.get_device_name(0), args.workers)
     store = JobStore(args.out)
     done = run_pending(jobs, store, lambda name: load_dataset(name, CONVERGED.anime_max_users), args.workers,
