@@ -119,18 +119,6 @@ QUICK = ReproduceSettings(
     sweep={"n_layers": [1, 3], "embedding_dim": [32, 64], "lambda_cl": [0.1, 1.0]}, sweep_seeds=1, sweep_epochs=1, quick=True,
 )
 
-# Converged: sized from one measured ml-100k epoch per model (one thread, machine shared, CPU seconds including
-# validation; 2026-11-26): SASRec 19, DSSM 11, YouTube DNN 10.5, MIND 28 (128-d, dropout 0.3, every prefix);
-# CL-EPIDTN at 128-d with L = 2 58 (sequence task on all 64 windows of a batch), CL-DSSM 14; at the paper's L = 5
-# an epoch costs ~112 s on an idle machine. With ~10 epochs each (best epoch + patience) the main table's 3 seeds
-# fit in about 1.5 CPU-hours only with L = 2 and the sequence task on 32 windows per batch.
-CONVERGED = ReproduceSettings(
-    profile="converged", seeds=3, epochs=40, patience=3, batch_size=256, lr=2e-3, max_seq_len=50, recent_examples=None,
-    ratio_seeds=3, anime_max_users=5000, shared={"embedding_dim": 128, "dropout": 0.3},
-    cl_overrides={"n_layers": 2, "seq_cl_max_users": 32}, threads=1, workers=1,
-    sweep={"n_layers": [1, 2, 3, 5], "embedding_dim": [32, 64, 128, 256], "lambda_cl": [0.0, 0.1, 0.5, 1.0, 2.0]},
-    sweep_seeds=3,
-)
 #: why CL-EPIDTN loses to SASRec on HR@10 (the issue's moonshot): the paper's ablations and sweeps point at the
 #: contrastive weight and the width; the one component left is the main loss (in-batch softmax vs SASRec's softmax
 #: over every item). lambda 0.1 and M 256 are the sweeps' best points by *validation* NDCG@10 (not by test).
@@ -145,7 +133,19 @@ OURS_TEXT = {
     "tuned": "CL-EPIDTN with lambda 0.1 and M 256, each the sweep's best value by validation NDCG@10",
     "tuned-full-softmax": "both: lambda 0.1, M 256 and the softmax over every item",
 }
-CONVERGED = dataclasses.replace(CONVERGED, ours=OURS)
+
+# Converged: sized from one measured ml-100k epoch per model (one thread, machine shared, CPU seconds including
+# validation; 2026-11-26): SASRec 19, DSSM 11, YouTube DNN 10.5, MIND 28 (128-d, dropout 0.3, every prefix);
+# CL-EPIDTN at 128-d with L = 2 58 (sequence task on all 64 windows of a batch), CL-DSSM 14; at the paper's L = 5
+# an epoch costs ~112 s on an idle machine. With ~10 epochs each (best epoch + patience) the main table's 3 seeds
+# fit in about 1.5 CPU-hours only with L = 2 and the sequence task on 32 windows per batch.
+CONVERGED = ReproduceSettings(
+    profile="converged", seeds=3, epochs=40, patience=3, batch_size=256, lr=2e-3, max_seq_len=50, recent_examples=None,
+    ratio_seeds=3, anime_max_users=5000, shared={"embedding_dim": 128, "dropout": 0.3},
+    cl_overrides={"n_layers": 2, "seq_cl_max_users": 32}, threads=1, workers=1,
+    sweep={"n_layers": [1, 2, 3, 5], "embedding_dim": [32, 64, 128, 256], "lambda_cl": [0.0, 0.1, 0.5, 1.0, 2.0]},
+    sweep_seeds=3, ours=OURS,
+)
 PROFILES = {"quick": QUICK, "converged": CONVERGED, "full": ReproduceSettings()}
 
 

@@ -157,7 +157,7 @@ def export_dataset(dataset: SequentialDataset, finished: Finished, settings: Rep
     ours_tests.to_csv(f"{prefix}_ours_ttests.csv", index=False)
 
     protocol = PROTOCOL + ("" if dataset.has_timestamps else PROTOCOL_NO_TIME)
-    commits = sorted({r.get("git_commit") or "?" for _, r in finished.of("main") + finished.of("sweep")})
+    commits = sorted({r.get("git_commit") or "?" for role in ("main", "sweep", "ours") for _, r in finished.of(role)})
     devices = finished.by_device()
     meta = {
         "profile": settings.profile, "command": command, "settings": settings.to_dict(),
