@@ -180,3 +180,36 @@ def test_jobs_trained_on_a_gpu_are_counted_apart_from_cpu_time(tmp_path, toy, mo
     assert set(runs.loc[runs["model"] == "dssm", "device"]) == {"cuda (Fake GPU)"}
     markdown = (out / "ml-100k.md").read_text()
     assert "3 jobs on cuda (Fake GPU), 0.01 wall-hours" in markdown and "(6 jobs)" in markdown
+
+
+def test_variants_of_ours_are_planned_exported_and_tested_against_sasrec(tmp_path, toy, monkeypatch):
+    """Settings with one variant of ours: its jobs follow the main table's, and its rows go to their own files.
+
+    A fake trainer gives HR@10 = 0.10 + seed/100 to SASRec and 0.20 + seed/100 to the variant (loo),
+    so ours leads SASRec by exactly +0.10 at every seed.
+    """
+    def execute(job, dataset, split):
+        base = 0.20 if job.ours else 0.10 if job.model == "sasrec" else 0.05
+        metric = {"hit@10": base + job.seed / 100, "hit@50": 0.5, "ndcg@10": 0.05} if split.name == "loo" else \
+            {"recall@10": 0.1, "recall@50": base + job.seed / 100}
+        return {"key": job.key, "settings": job.settings(), "metrics": metric, "best_epoch": 2, "epochs_run": 4,
+                "max_epochs": 30, "stopped_early": True, "stop_reason": "early-stopped", "monitor": "ndcg@10",
+                "cpu_seconds": 1.0, "wall_seconds": 1.0, "torch_threads": 1, "device": "cpu (1 threads)",
+                "history": [{"epoch": 1, "train_loss": 1.0, "val_ndcg@10": 0.1}]}
+
+    monkeypatch.setattr(jobs_module, "execute", execute)
+    settings = dataclasses.replace(SETTINGS, seeds=3, ratio_seeds=3, ours={"wide": {"embedding_dim": 16}})
+    planned = plan(settings, ["ml-100k"], ["cl-epidtn", "sasrec"])["ml-100k"]
+    roles = [job.role for job in planned]
+    assert roles == ["main"] * 12 + ["ours"] * 6  # 2 models x 3 seeds x 2 splits, then 3 seeds x 2 splits
+    assert planned[-1].label == "ml-100k cl-epidtn seed 2 ratio ours:wide"
+    out = tmp_path / "out"
+    reproduce(["ml-100k"], settings, ["cl-epidtn", "sasrec"], out, progress=False, state_dir=tmp_path / "state")
+    ours = pd.read_csv(out / "ml-100k_ours.csv")
+    assert set(ours["model"]) == {"ours: wide"} and len(ours) == 6
+    tests = pd.read_csv(out / "ml-100k_ours_ttests.csv").set_index(["metric", "model"])
+    assert tests.loc[("hit@10", "ours: wide"), "diff"] == pytest.approx(0.10)  # variant − SASRec
+    assert tests.loc[("hit@10", "ours: wide"), "reference"] == "sasrec"
+    assert "## Variants of ours (not the paper's model) against SASRec" in (out / "ml-100k.md").read_text()
+    runs = pd.read_csv(out / "ml-100k_runs.csv")
+    assert "ours: wide" not in set(runs["model"])  # the main table holds the paper's models only
