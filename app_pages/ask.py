@@ -173,6 +173,9 @@ def main() -> None:
         st.warning("OpenAI embeddings failed, so the local model is used instead. The server said:")
         st.text(str(answer["fallback_reason"]))
     st.caption(f"Encoder: {md_escape(answer['backend'])} · query embedded in {answer['embed_ms']:.1f} ms")
+    if answer.get("read_as", answer["query"]) != answer["query"]:
+        glosses = answer["read_as"][len(answer["query"]):].strip()
+        st.caption(f"Read with the glossary's English terms: {md_escape(glosses)}")
     waited = st.empty()  # filled once the results are on the page: what the user waited for, rendering included
 
     if len(models) == 1:

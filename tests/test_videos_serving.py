@@ -257,3 +257,31 @@ def test_results_link_the_series_page_and_carry_a_one_line_summary():
     assert serving.series_link("Series 0") is None
     assert serving.first_sentence("Row picture. Column picture.") == "Row picture."
     assert serving.first_sentence("x" * 200, limit=10) == "x" * 9 + "…"
+
+
+def test_a_chinese_query_reaches_bm25_through_the_glossary(service):
+    # "奇异值分解" (singular value decomposition) shares no word with the English catalogue; the shipped
+    # glossary appends its English term, which BM25 then finds in the svd videos' text
+    out = service.recommend_many("奇异值分解", ["bm25"], k=5)
+    assert out["query"] == "奇异值分解" and out["read_as"] == "奇异值分解 (singular value decomposition)"
+    bm25 = out["results"]["bm25"]["results"]
+    assert bm25 and bm25[0]["video_id"].startswith("svd") and bm25[0]["score"] > 0
+    record = service.recommend("奇异值分解", "bm25", k=5)  # the CLI's record says what the models read
+    assert record["read_as"] == out["read_as"] and record["query"] == "奇异值分解"
+    assert "read_as" not in service.recommend("singular decomposition", "bm25", k=5)  # nothing glossed
+
+
+def test_evaluation_queries_are_read_with_the_glossary_training_queries_as_typed():
+    data = make_data()
+    first_train = data.queries.index[data.queries["split"] == "train"][0]
+    first_test = data.queries.index[data.queries["split"] == "test"][0]
+    data.queries.loc[[first_train, first_test], "text"] = "奇异值分解"
+    train_row, test_row = (data.queries.index.get_loc(i) for i in (first_train, first_test))
+    glossed = prep.build_items(data, FakeEmbedder())
+    typed = prep.build_items(data, FakeEmbedder(), glossary=False)
+    assert glossed.query_text[test_row] == "奇异值分解 (singular value decomposition)"
+    assert glossed.query_text[train_row] == "奇异值分解"  # the models learn from what people typed
+    assert typed.query_text[test_row] == "奇异值分解"
+    assert not np.allclose(glossed.query_emb[test_row], typed.query_emb[test_row])  # scored as glossed
+    others = [i for i in range(len(typed.query_text)) if i != test_row]
+    assert [glossed.query_text[i] for i in others] == [typed.query_text[i] for i in others]

@@ -32,7 +32,7 @@ def _evaluate(args) -> int:
     from recsys.videos.prep import VideoData, build_items_retrying
     from recsys.videos.training import FULL_TRAIN, QUICK_TRAIN
 
-    items = build_items_retrying(VideoData.load(), get_embedder(args.backend), progress=True)
+    items = build_items_retrying(VideoData.load(), get_embedder(args.backend), progress=True, glossary=args.glossary)
     train = dataclasses.replace(QUICK_TRAIN if args.quick else FULL_TRAIN, device=args.device)
     ablations = "only" if args.ablations_only else args.ablations
     out = Path(args.out) if args.out else RESULTS_DIR
@@ -109,6 +109,8 @@ def register_cli(verbs: dict[str, argparse._SubParsersAction]) -> None:
     ev.add_argument("--ablations-only", action="store_true",
                     help="the DCDT ablation variants without the (slow) single tower; use with --out")
     ev.add_argument("--jobs", type=positive_int, default=1, help="train this many runs at once (worker processes)")
+    ev.add_argument("--no-glossary", dest="glossary", action="store_false",
+                    help="queries as typed, without the glossary's English glosses (the ablation)")
     ev.add_argument("--out", help="folder for the CSV/Markdown tables (default docs/results/videos)")
     ev.set_defaults(func=_evaluate)
 

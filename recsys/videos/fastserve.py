@@ -96,13 +96,20 @@ def serving_checkpoints(space: str) -> dict[str, Path | None]:
     return out
 
 
+def pack_sources() -> list[Path]:
+    """The files a pack is computed from besides the checkpoints: catalogue, queries, and the glossary that
+    rewrites the queries (CF votes with the training queries as the models read them)."""
+    from recsys.data.videos import QUERIES_PATH, VIDEOS_PATH
+    from recsys.embed.glossary import GLOSSARY_FILE
+
+    return [VIDEOS_PATH, QUERIES_PATH, GLOSSARY_FILE]
+
+
 def locate_pack(space: str, build_if_missing: bool = True,
                 checkpoints: dict[str, Path | None] | None = None) -> tuple[packs.Pack, str]:
     """The serving pack of ``space`` for ``checkpoints`` (default: those that serve now), and where it came from."""
-    from recsys.data.videos import QUERIES_PATH, VIDEOS_PATH
-
     checkpoints = serving_checkpoints(space) if checkpoints is None else checkpoints
-    key = packs.pack_key(space, [VIDEOS_PATH, QUERIES_PATH], checkpoints)
+    key = packs.pack_key(space, pack_sources(), checkpoints)
     cached = cache_dir("videos", "packs") / f"{key}.npz"
     for origin, path in (("shipped serving pack", shipped_pack_path(space)), ("cached serving pack", cached)):
         if not path.is_file():
@@ -292,13 +299,12 @@ def main(argv: list[str] | None = None) -> int:
                                                             "(assets/checkpoints/serving-<space>.npz)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from recsys.data.videos import QUERIES_PATH, VIDEOS_PATH
     from recsys.embed import get_embedder
 
     space = get_embedder("local").name
     checkpoints = {name: shipped_checkpoint(name, space) for name in packs.NEURAL} if args.ship \
         else serving_checkpoints(space)
-    key = packs.pack_key(space, [VIDEOS_PATH, QUERIES_PATH], checkpoints)
+    key = packs.pack_key(space, pack_sources(), checkpoints)
     target = shipped_pack_path(space) if args.ship else cache_dir("videos", "packs") / f"{key}.npz"
     # the committed pack holds only what the repository can rebuild: no model trained on the fly
     skip = tuple(name for name, path in checkpoints.items() if path is None) if args.ship else ()

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from recsys import registry
+from recsys.embed.glossary import expand_query
 from recsys.retrieval.topk import top_k
 
 log = logging.getLogger(__name__)
@@ -277,8 +278,9 @@ class VideoService:
                        explain: bool = False) -> dict[str, Any]:
         """Recommendations of several models for one query, the query embedded once.
 
-        Returns ``{"query", "notices", "truncated", "original_chars", "backend",
+        Returns ``{"query", "read_as", "notices", "truncated", "original_chars", "backend",
         "fallback_reason", "embed_ms", "results": {model: record}, "neighbours"?}`` where
+        ``read_as`` is the text the models read (the query with its glossary glosses) and
         each record is what :meth:`recommend` returns plus ``score_ms`` and ``source``.
         Bad input raises :class:`ValueError` (message for the user).
         """
@@ -287,9 +289,12 @@ class VideoService:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         self.answered += 1
-        text = prepared.text
+        start = time.perf_counter()
+        text = expand_query(prepared.text)  # what the models read: the glossary's English glosses appended
+        expand_ms = (time.perf_counter() - start) * 1000
         vec, embed_ms = self._encode(text)
-        out = {"query": text, "notices": prepared.notices, "truncated": prepared.truncated,
+        embed_ms += expand_ms
+        out = {"query": prepared.text, "read_as": text, "notices": prepared.notices, "truncated": prepared.truncated,
                "original_chars": prepared.original_chars, "backend": self.backend_description,
                "fallback_reason": self.fallback_reason, "embed_ms": embed_ms, "results": {}}
         for name in names:
@@ -307,7 +312,7 @@ class VideoService:
                 for record in results:
                     row = parts[self._index[record["video_id"]]]
                     record["why"] = {"title": float(row[0]), "description": float(row[1]), "rest": float(row[2])}
-            out["results"][name] = {"query": text, "model": name, "results": results,
+            out["results"][name] = {"query": prepared.text, "model": name, "results": results,
                                     "latency_ms": embed_ms + score_ms, "score_ms": score_ms,
                                     "source": self._source(name), "hidden_no_match": hidden}
         if explain:
@@ -350,7 +355,8 @@ class VideoService:
 
     def recommend(self, query: Any, model: str = "dcdt", k: int = 10) -> dict[str, Any]:
         """One query, one model: the JSONL record ``{"query", "model", "results", "latency_ms", "truncated"
-        [, "original_chars"]}``; ``original_chars`` is there when the query was cut."""
+        [, "read_as", "original_chars"]}``; ``read_as`` is there when the glossary added English glosses,
+        ``original_chars`` when the query was cut."""
         many = self.recommend_many(query, [model], k)
         record = dict(many["results"][check_model(model).name])
         record.pop("source", None)
@@ -358,6 +364,8 @@ class VideoService:
         if not record.get("hidden_no_match"):  # present only when BM25 dropped videos without a keyword match
             record.pop("hidden_no_match", None)
         record["truncated"] = many["truncated"]
+        if many["read_as"] != many["query"]:  # glossed: say what the models read
+            record["read_as"] = many["read_as"]
         if many["truncated"]:
             record["original_chars"] = many["original_chars"]
         return record

@@ -385,4 +385,6 @@ def test_ask_in_chinese_finds_an_eigenvalue_video(page, server, screenshots):
            for rank in (1, 2, 3)]
     titles = [re.sub(r"^\d+\. ", "", text).strip() for text in top]
     assert set(titles) & eigen_titles, titles
+    # the page says how the query was read: the glossary's English term for 特征值
+    main.get_by_text(re.compile(r"Read with the glossary's English terms: .*eigenvalue")).wait_for(timeout=SLOW)
     shoot(page, screenshots, "ask-chinese")

@@ -1,0 +1,144 @@
+"""Cross-lingual query expansion: a hand-written linear-algebra glossary appends English glosses to a query.
+
+Ours, not the DCDT paper's (its platform serves Chinese teachers with a multilingual embedding).
+Why: the catalogue is English and so is half of the default encoder (all-MiniLM-L6-v2 reads
+English only); a query such as "特征值是什么" reaches the catalogue only through the multilingual
+half (USE), and BM25 finds no word of it in any title. Appending the English terms the query
+names ("特征值是什么 (eigenvalue)") gives both the words they can match. The glossary
+(``assets/glossary.csv``: language, term, english) was written from a list of linear-algebra
+terms, not from the labelled queries, so no evaluation query shaped it (``assets/README.md``).
+
+Matching: accents and case are ignored; a term in a Latin script matches whole words only
+("rang" never matches inside "arrangement"); a term in Chinese or Japanese script matches as a
+substring (those scripts have no spaces). Longer terms win over the shorter ones inside them
+("特征向量" before "特征"), and each English gloss is added once, in the order found. A
+query with no glossary term is returned unchanged, so English queries are untouched (the
+glossary's build drops Latin terms that are also English catalogue words:
+``docs/results/videos/glossary_build.py``).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from recsys.paths import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
+
+GLOSSARY_FILE = PROJECT_ROOT / "assets" / "glossary.csv"
+LANGUAGES = ("zh", "ja", "es", "fr", "de", "pt")
+_MAX_FIELD = 200  # characters: a term or gloss longer than this is a damaged row
+
+
+def fold(text: str) -> str:
+    """Case- and accent-insensitive form: NFKD, combining marks dropped, casefolded ("Valeur Propre" -> "valeur propre")."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def _is_cjk(text: str) -> bool:
+    return any("\u3040" <= c <= "\u30ff" or "\u3400" <= c <= "\u9fff" or "\uf900" <= c <= "\ufaff" for c in text)
+
+
+_WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True)
+class Glossary:
+    """Folded terms -> English gloss, indexed for a scan that costs microseconds, not a regex per term.
+
+    Chinese and Japanese terms are looked up by their first character at every character of the
+    query; Latin-script terms, as word sequences, by their first word at every word of the query
+    (so "Gram-Schmidt" and "gram schmidt" are the same term). Each index lists its terms longest
+    first, and a match moves the scan past it.
+    """
+
+    by_char: dict[str, list[tuple[str, str]]]
+    by_word: dict[str, list[tuple[tuple[str, ...], str]]]
+    size: int
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[str, str]]) -> "Glossary":
+        by_char: dict[str, list[tuple[str, str]]] = {}
+        by_word: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        seen: set[str] = set()
+        for term, gloss in rows:
+            key, gloss = fold(term.strip()), gloss.strip()
+            words = tuple(_WORD.findall(key))
+            if not key or key == fold(gloss) or key in seen or not (words or _is_cjk(key)):
+                continue  # a term equal to its gloss adds nothing; the first gloss of a term wins
+            seen.add(key)
+            if _is_cjk(key):
+                by_char.setdefault(key[0], []).append((key, gloss))
+            else:
+                by_word.setdefault(words[0], []).append((words, gloss))
+        if not seen:
+            raise ValueError("the glossary has no usable term")
+        for entries in (*by_char.values(), *by_word.values()):
+            entries.sort(key=lambda entry: -len(entry[0]))
+        return cls(by_char, by_word, len(seen))
+
+    def glosses(self, text: str) -> list[str]:
+        """The English glosses of the terms in ``text``, each once, in order of appearance."""
+        folded, found = fold(text), []
+        i = 0
+        while i < len(folded):
+            for term, gloss in self.by_char.get(folded[i], ()):
+                if folded.startswith(term, i):
+                    found.append((i, gloss))
+                    i += len(term) - 1
+                    break
+            i += 1
+        words = [(m.start(), m.group()) for m in _WORD.finditer(folded)]
+        j = 0
+        while j < len(words):
+            for term, gloss in self.by_word.get(words[j][1], ()):
+                if tuple(w for _, w in words[j:j + len(term)]) == term:
+                    found.append((words[j][0], gloss))
+                    j += len(term) - 1
+                    break
+            j += 1
+        return list(dict.fromkeys(gloss for _, gloss in sorted(found)))
+
+    def expand(self, text: str) -> str:
+        """``text`` with its glosses appended in brackets; unchanged when it names no term."""
+        words = " ".join(_WORD.findall(fold(text)))
+        glosses = [g for g in self.glosses(text)  # a gloss already in the query as words adds nothing
+                   if f" {' '.join(_WORD.findall(fold(g)))} " not in f" {words} "]
+        return f"{text} ({'; '.join(glosses)})" if glosses else text
+
+
+def read_rows(path: Path) -> list[tuple[str, str]]:
+    """(term, english) rows of a glossary CSV (``language,term,english``), checked strictly."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames != ["language", "term", "english"]:
+            raise ValueError(f"{path.name}: header must be language,term,english, got {reader.fieldnames}")
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            language, term, gloss = (row.get(k) or "" for k in ("language", "term", "english"))
+            if language not in LANGUAGES:
+                raise ValueError(f"{path.name} line {line}: unknown language {language!r}")
+            if not term.strip() or not gloss.strip() or max(len(term), len(gloss)) > _MAX_FIELD:
+                raise ValueError(f"{path.name} line {line}: empty or over-long term or gloss")
+            rows.append((term, gloss))
+    return rows
+
+
+@lru_cache(maxsize=4)
+def load_glossary(path: Path = GLOSSARY_FILE) -> Glossary:
+    glossary = Glossary.from_rows(read_rows(Path(path)))
+    log.info("glossary: %d terms from %s", glossary.size, Path(path).name)
+    return glossary
+
+
+def expand_query(text: str) -> str:
+    """The query as the encoders and BM25 read it: the shipped glossary's English glosses appended."""
+    return load_glossary().expand(text)
