@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from recsys.embed.glossary import expand_query
 from recsys.paths import ASSETS_DIR, cache_dir, runs_dir
 from recsys.videos import pack as packs
 from recsys.videos.serving import VideoService, check_model, model_names
@@ -171,7 +172,8 @@ class FastVideoService(VideoService):
         self.answered = 0
         self.created_at, self.load_seconds = time.time(), time.perf_counter() - start
         log.info("fast video service ready in %.2f s (%s, %s)", self.load_seconds, self.pack_origin, encoder)
-        # USE reads its weights on its first call (about 1 s) and ONNX Runtime allocates on its first run; done
+        # USE reads its weights on its first call (about 1 s), ONNX Runtime allocates on its first run, and the
+        # glossary is parsed on its first use; done
         # here in the background, so the first question typed does not pay for them (or pays only what is left).
         # Not a daemon: a process that exits at once (the CLI refusing an empty query) waits for it, since
         # tearing the interpreter down under a thread inside ONNX Runtime aborts the process
@@ -179,7 +181,7 @@ class FastVideoService(VideoService):
 
     def _warm_up(self) -> None:
         try:
-            self.embedder.encode(["warm-up"])
+            self.embedder.encode([expand_query("warm-up")])  # the glossary is read here too, not on the first question
         except Exception:  # noqa: BLE001 - the first real question loads the encoder again and reports the error
             log.warning("warming up the query encoder failed", exc_info=True)
 
