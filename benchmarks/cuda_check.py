@@ -91,8 +91,9 @@ def cuda_jobs(cpu_state: Path, dataset: str = "ml-100k") -> list:
 def collect(cuda_dir: Path, cpu_state: Path, out: Path, commit: str | None, dataset: str = "ml-100k") -> None:
     """Every result the CPU state lacks into it; CPU vs CUDA for the main jobs trained on both, to ``out``.
 
-    The GPU machine gets a copy of the working tree without ``.git``, so its records name no
-    commit; ``commit`` (the one that was sent) fills that in.
+    The GPU machine gets a copy of the working tree whose ``.git`` (if any) may be an older commit
+    than the files it runs (seen: the session's starting commit), so ``commit``, the one that was
+    sent, replaces what its records name.
     """
     import pandas as pd
 
@@ -104,7 +105,7 @@ def collect(cuda_dir: Path, cpu_state: Path, out: Path, commit: str | None, data
         if record is None:
             continue
         if cpu_record is None:
-            atomic_write_json(cpu.path(job), {**record, "git_commit": record.get("git_commit") or commit})
+            atomic_write_json(cpu.path(job), {**record, "git_commit": commit or record.get("git_commit")})
             copied += 1
         elif job.role == "main" and job.model in COMPARED and device_name(cpu_record) == "cpu":
             for device, rec in (("cpu", cpu_record), ("cuda", record)):
@@ -153,7 +154,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=int, default=180, help="smoke: seconds per model")
     parser.add_argument("--dataset", default="ml-100k", help="jobs, collect: the data set of the profile's jobs")
     parser.add_argument("--models", nargs="+", help="smoke: these models only (default: every neural one)")
-    parser.add_argument("--commit", help="collect: the commit the GPU machine ran (its records name none)")
+    parser.add_argument("--commit", help="collect: the commit sent to the GPU machine (its records may name another)")
     args = parser.parse_args()
     if args.step == "smoke":
         args.out.mkdir(parents=True, exist_ok=True)
