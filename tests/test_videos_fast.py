@@ -103,15 +103,12 @@ def test_concatenation_of_two_encoders(monkeypatch):
 
 
 def test_shipped_pack_is_current():
-    """The committed pack was built from the committed checkpoints and data files, glossary included
-    (else rebuild it)."""
+    """The committed pack was built from the committed checkpoints and data files (else rebuild it)."""
     from recsys.embed import get_embedder
-    from recsys.embed.glossary import GLOSSARY_FILE
 
     space = get_embedder("local").name  # the local default's space: the one the Ask page serves
     checkpoints = {name: fastserve.shipped_checkpoint(name, space) for name in packs.NEURAL}
     assert checkpoints["dcdt"] is not None
-    assert GLOSSARY_FILE in fastserve.pack_sources()
     key = packs.pack_key(space, fastserve.pack_sources(), checkpoints)
     assert packs.load_pack(fastserve.shipped_pack_path(space)).key == key, \
         "rebuild it: python -m recsys.videos.fastserve --ship"

@@ -4,9 +4,10 @@ Ours, not the DCDT paper's (its platform serves Chinese teachers with a multilin
 Why: the catalogue is English and so is half of the default encoder (all-MiniLM-L6-v2 reads
 English only); a query such as "特征值是什么" reaches the catalogue only through the multilingual
 half (USE), and BM25 finds no word of it in any title. Appending the English terms the query
-names ("特征值是什么 (eigenvalue)") gives both the words they can match. The glossary
-(``assets/glossary.csv``: language, term, english) was written from a list of linear-algebra
-terms, not from the labelled queries, so no evaluation query shaped it (``assets/README.md``).
+names ("特征值是什么 (eigenvalue; what is)") gives both the words they can match. The glossary
+(``assets/glossary.csv``: language, term, english) was translated from a list of English
+linear-algebra terms by translators who saw no query; how far the list itself is blind to the
+data is said in ``assets/README.md``.
 
 Matching: accents and case are ignored; a term in a Latin script matches whole words only
 ("rang" never matches inside "arrangement"); a term in Chinese or Japanese script matches as a

@@ -98,12 +98,11 @@ def serving_checkpoints(space: str) -> dict[str, Path | None]:
 
 
 def pack_sources() -> list[Path]:
-    """The files a pack is computed from besides the checkpoints: catalogue, queries, and the glossary that
-    rewrites the queries (CF votes with the training queries as the models read them)."""
+    """The data files a pack is computed from besides the checkpoints: the catalogue and the queries (CF
+    votes with the training queries, which are read as typed, so the glossary is not one of them)."""
     from recsys.data.videos import QUERIES_PATH, VIDEOS_PATH
-    from recsys.embed.glossary import GLOSSARY_FILE
 
-    return [VIDEOS_PATH, QUERIES_PATH, GLOSSARY_FILE]
+    return [VIDEOS_PATH, QUERIES_PATH]
 
 
 def locate_pack(space: str, build_if_missing: bool = True,
