@@ -181,6 +181,15 @@ def test_the_package_stays_ui_free():
         assert "import streamlit" not in path.read_text() and "from streamlit" not in path.read_text(), path.name
 
 
+def test_variants_of_ours_do_not_make_the_papers_tables_incomplete(root):
+    folder = root / "cl-epidtn" / "converged"
+    meta = json.loads((folder / "ml-100k_meta.json").read_text())
+    (folder / "ml-100k_meta.json").write_text(json.dumps({**meta, "ours_done": 4, "ours_total": 18}))
+    ml = sequential.section(root / "cl-epidtn").reports[0]
+    assert ml.status == "converged"
+    assert ml.status_text == "converged (12 of 12 jobs done); variants of ours: 4 of 18 jobs done"
+
+
 def test_gpu_jobs_are_noted_apart_from_cpu_time():
     meta = {"cpu_seconds_total": 7200.0,
             "by_device": {"cpu": {"jobs": 10, "cpu_seconds": 7200.0, "wall_seconds": 9000.0},

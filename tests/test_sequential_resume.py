@@ -213,3 +213,5 @@ def test_variants_of_ours_are_planned_exported_and_tested_against_sasrec(tmp_pat
     assert "## Variants of ours (not the paper's model) against SASRec" in (out / "ml-100k.md").read_text()
     runs = pd.read_csv(out / "ml-100k_runs.csv")
     assert "ours: wide" not in set(runs["model"])  # the main table holds the paper's models only
+    meta = json.loads((out / "ml-100k_meta.json").read_text())
+    assert (meta["jobs_done"], meta["jobs_total"], meta["ours_done"], meta["ours_total"]) == (12, 12, 6, 6)

@@ -236,6 +236,8 @@ def dataset_report(folder: Path, dataset: str) -> Report:
         done, total = meta.get("jobs_done", "?"), meta.get("jobs_total", "?")
         progress = f"{done} of {total} jobs done" if "jobs_total" in meta else "progress unknown"
         rep.status, rep.status_text = "incomplete", f"incomplete: {progress}"
+    if not quick and meta.get("ours_total"):  # extra experiments of ours: their progress, not the tables' status
+        rep.status_text += f"; variants of ours: {meta.get('ours_done', '?')} of {meta['ours_total']} jobs done"
     rep.protocol = str(meta.get("protocol") or "Per-user chronological leave-one-out (last interaction = test, "
                        "second-to-last = validation), full ranking over every item the user has not interacted with; "
                        "HR@10, HR@50, NDCG@10. Recall@10/@50 on a second split where each user's last 20% is the test set.")

@@ -159,9 +159,12 @@ def export_dataset(dataset: SequentialDataset, finished: Finished, settings: Rep
     protocol = PROTOCOL + ("" if dataset.has_timestamps else PROTOCOL_NO_TIME)
     commits = sorted({r.get("git_commit") or "?" for role in ("main", "sweep", "ours") for _, r in finished.of(role)})
     devices = finished.by_device()
+    (paper_done, paper_total), (ours_done, ours_total) = finished.count(("main", "sweep")), finished.count(("ours",))
     meta = {
         "profile": settings.profile, "command": command, "settings": settings.to_dict(),
-        "jobs_done": finished.done, "jobs_total": finished.total, "complete": finished.done == finished.total,
+        # the paper's tables (main, sweeps) decide "complete"; the variants of ours are counted apart
+        "jobs_done": paper_done, "jobs_total": paper_total, "complete": paper_done == paper_total,
+        "ours_done": ours_done, "ours_total": ours_total,
         # CPU time of the jobs trained on the CPU; jobs trained on a GPU are counted by wall time in by_device
         "cpu_seconds_total": devices.get("cpu", {}).get("cpu_seconds", 0.0), "by_device": devices,
         "git_commit": git_commit(), "job_commits": commits,
@@ -196,6 +199,8 @@ def dataset_markdown(meta: dict, summary: pd.DataFrame, runs: pd.DataFrame, test
     name = meta["dataset"]
     status = ("complete" if meta["complete"] else
               f"**INCOMPLETE**: {meta['jobs_done']} of {meta['jobs_total']} jobs finished; re-run the command to resume")
+    if meta.get("ours_total"):
+        status += f" (variants of ours: {meta['ours_done']} of {meta['ours_total']} jobs)"
     md = [f"# CL-EPIDTN reproduction: {name} ({meta['profile']} profile)", "",
           f"Status: {status}. {compute_text(meta)}", "",
           f"Command: `{meta['command']}` (commit {meta['git_commit'] or 'absent'}, {meta['date_utc']}).", "",
@@ -271,6 +276,8 @@ def write_readme(out_dir: Path, settings: ReproduceSettings, command: str) -> No
         if (out_dir / f"{name}.md").exists() and meta_path.exists():
             meta = json.loads(meta_path.read_text())
             done = f"{meta.get('jobs_done', '?')} of {meta.get('jobs_total', '?')} jobs"
+            if meta.get("ours_total"):
+                done += f"; variants of ours {meta['ours_done']} of {meta['ours_total']}"
             lines += [f"- [{name}]({name}.md): {'complete' if meta.get('complete') else 'INCOMPLETE'} ({done}), "
                       f"{compute_text(meta)} `{meta.get('command', '?')}`, "
                       f"{meta.get('date_utc', meta.get('date', '?'))}"]

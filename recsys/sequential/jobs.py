@@ -263,11 +263,16 @@ class Finished:
 
     @property
     def done(self) -> int:
-        return len({j.key for j, r in zip(self.jobs, self.records, strict=True) if r is not None})
+        return self.count()[0]
 
     @property
     def total(self) -> int:
-        return len({j.key for j in self.jobs})
+        return self.count()[1]
+
+    def count(self, roles: tuple[str, ...] | None = None) -> tuple[int, int]:
+        """(finished, planned) distinct jobs, of ``roles`` only when given."""
+        pairs = [(j, r) for j, r in zip(self.jobs, self.records, strict=True) if roles is None or j.role in roles]
+        return len({j.key for j, r in pairs if r is not None}), len({j.key for j, _ in pairs})
 
     def by_device(self) -> dict[str, dict[str, float]]:
         """Per device (``cpu``, or the GPU as the loop names it): finished jobs, CPU seconds, wall seconds.
