@@ -86,9 +86,9 @@ class Glossary:
             entries.sort(key=lambda entry: -len(entry[0]))
         return cls(by_char, by_word, len(seen))
 
-    def glosses(self, text: str) -> list[str]:
-        """The English glosses of the terms in ``text``, each once, in order of appearance."""
-        folded, found = fold(text), []
+    def glosses(self, folded: str) -> list[str]:
+        """The English glosses of the terms in ``folded`` (a :func:`fold`-ed text), each once, in order of appearance."""
+        found = []
         i = 0
         while i < len(folded):
             for term, gloss in self.by_char.get(folded[i], ()):
@@ -110,8 +110,9 @@ class Glossary:
 
     def expand(self, text: str) -> str:
         """``text`` with its glosses appended in brackets; unchanged when it names no term."""
-        words = " ".join(_WORD.findall(fold(text)))
-        glosses = [g for g in self.glosses(text)  # a gloss already in the query as words adds nothing
+        folded = fold(text)
+        words = " ".join(_WORD.findall(folded))
+        glosses = [g for g in self.glosses(folded)  # a gloss already in the query as words adds nothing
                    if f" {' '.join(_WORD.findall(fold(g)))} " not in f" {words} "]
         return f"{text} ({'; '.join(glosses)})" if glosses else text
 

@@ -38,7 +38,7 @@ from recsys.reports import (
     read_json,
     verdict_view,
 )
-from recsys.sequential.experiments import ABLATION_TEXT, OURS_PREFIX, OURS_TEXT, PAPER
+from recsys.sequential.experiments import ABLATION_TEXT, OURS_BESIDE, OURS_PREFIX, OURS_TEXT, PAPER
 from recsys.sequential.plots import SWEEP_LABELS
 from recsys.sequential.stats import METRIC_LABELS
 
@@ -101,7 +101,7 @@ def ours_tables(base: Path, dataset: str, runs: pd.DataFrame, problems: list[str
     ours = read_csv(path, ["model", "seed"], problems)
     if ours is None or ours.empty:
         return []
-    beside = pd.concat([runs[runs["model"].isin(["cl-epidtn", "sasrec"])],
+    beside = pd.concat([runs[runs["model"].isin(OURS_BESIDE)],
                         normalise_runs(ours, problems, path.name)], ignore_index=True)
     what = "; ".join(f"{OURS_PREFIX}{name}: {text}" for name, text in OURS_TEXT.items())
     tables = [Table("Variants of ours (not the paper's model) beside CL-EPIDTN and SASRec", main_table(beside),

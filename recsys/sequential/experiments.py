@@ -127,6 +127,7 @@ OURS = {
     "tuned": {"lambda_cl": 0.1, "embedding_dim": 256},
     "tuned-full-softmax": {"main_loss": "full", "lambda_cl": 0.1, "embedding_dim": 256},
 }
+OURS_BESIDE = ("cl-epidtn", "sasrec")  # the main-table models every variant of ours is shown beside
 OURS_PREFIX = "ours: "  # a variant's model name in the tables: never mistaken for the paper's model
 OURS_TEXT = {
     "full-softmax": "CL-EPIDTN (paper settings of this profile), main loss a softmax over every item as SASRec's",

@@ -33,6 +33,7 @@ from recsys.eval.sequential import PROTOCOL, PROTOCOL_NO_TIME
 from recsys.eval.tables import frame_to_markdown
 from recsys.sequential.experiments import (
     ABLATION_TEXT,
+    OURS_BESIDE,
     OURS_PREFIX,
     OURS_TEXT,
     PAPER,
@@ -109,7 +110,7 @@ def ours_against_sasrec(runs: pd.DataFrame, ours: pd.DataFrame) -> tuple[pd.Data
 
     ``diff`` = variant − SASRec (positive: ours ahead); Holm across the rows of each metric.
     """
-    both = pd.concat([runs[runs["model"].isin(["cl-epidtn", "sasrec"])], ours], ignore_index=True)
+    both = pd.concat([runs[runs["model"].isin(OURS_BESIDE)], ours], ignore_index=True)
     return summarise(both), ttests(both, reference="sasrec")
 
 
