@@ -175,7 +175,8 @@ def main() -> None:
     st.caption(f"Encoder: {md_escape(answer['backend'])} · query embedded in {answer['embed_ms']:.1f} ms")
     if answer.get("read_as", answer["query"]) != answer["query"]:
         glosses = answer["read_as"][len(answer["query"]):].strip()
-        st.caption(f"Read with the glossary's English terms: {md_escape(glosses)}")
+        st.caption(f"Read with the glossary's English terms: {md_escape(glosses)} (BM25 and the English-only "
+                   "encoder read these; the local multilingual encoder reads the question as typed)")
     waited = st.empty()  # filled once the results are on the page: what the user waited for, rendering included
 
     if len(models) == 1:

@@ -165,7 +165,9 @@ def run_recbole(args) -> dict:
             check_same_split(dataset, test_data, expected_test_rows(ranked, args.max_seq_len))
             init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
             trainer = Trainer(config, SASRec(config, train_data.dataset))
-            _, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+            curve = []  # validation NDCG@10 per epoch: the convergence evidence (RecBole keeps no best epoch)
+            _, best_valid = trainer.fit(train_data, valid_data, saved=True, show_progress=False,
+                                        callback_fn=lambda epoch, score: curve.append(float(score)))
             with recbole_reads_its_own_checkpoints(Path(tmp)):
                 test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
         finally:
@@ -174,6 +176,8 @@ def run_recbole(args) -> dict:
     test = {k.lower(): float(v) for k, v in test.items()}
     return {"side": "recbole", "hit@10": test.get("hit@10"), "hit@50": test.get("hit@50"), "ndcg@10": test.get("ndcg@10"),
             "valid": {k.lower(): float(v) for k, v in (best_valid or {}).items()}, "seconds": seconds,
+            "valid_ndcg@10": curve, "best_epoch": 1 + max(range(len(curve)), key=curve.__getitem__) if curve else None,
+            "epochs_run": len(curve),
             "train_rows": len(train_data.dataset), "recbole": __import__("recbole").__version__, "torch": torch.__version__}
 
 
@@ -198,7 +202,8 @@ def run_ours(args) -> dict:
     masked = evaluate_split(trained.model, split, "test", LOO_METRICS, max_len=args.max_seq_len)
     unmasked = evaluate_split(trained.model, split, "test", LOO_METRICS, max_len=args.max_seq_len, mask_history=False)
     return {"side": "ours", **{f"{k}": v for k, v in unmasked.items()}, "masked": masked, "seconds": trained.seconds,
-            "best_epoch": trained.best_epoch,
+            "best_epoch": trained.best_epoch, "epochs_run": trained.epochs,
+            "valid_ndcg@10": [row.get("ndcg@10") for row in trained.history],
             "train_rows": len(training_examples(split.train, args.max_seq_len)), "torch": torch.__version__}
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from recsys.embed.glossary import GLOSSARY_FILE, Glossary, expand_query, fold, load_glossary, read_rows
+from recsys.embed.glossary import GLOSSARY_FILE, Glossary, embed_query, expand_query, fold, load_glossary, read_rows
 
 ROWS = [("特征值", "eigenvalue"), ("特征向量", "eigenvector"), ("特征", "characteristic"), ("rang", "rank"),
         ("valeur propre", "eigenvalue"), ("Determinante", "determinant")]
@@ -57,3 +58,34 @@ def test_the_shipped_glossary_glosses_other_languages_and_leaves_english_alone()
     assert "eigenvector" in expand_query("固有ベクトルとは")
     for english in ["What is an eigenvalue?", "Gilbert Strang lecture on the four subspaces", "image of a matrix"]:
         assert expand_query(english) == english
+
+
+class _Recorder:
+    """A fake encoder: remembers what it read and returns one fixed unit row per text."""
+
+    def __init__(self, row, reads_glosses=None):
+        self.row, self.read = np.asarray(row, dtype=np.float32), []
+        if reads_glosses is not None:
+            self.reads_glosses = reads_glosses
+
+    def encode(self, texts):
+        self.read += texts
+        return np.tile(self.row, (len(texts), 1))
+
+
+class _Concat:
+    def __init__(self, *parts):
+        self.parts = parts
+
+
+def test_embed_query_glosses_for_the_english_encoder_and_not_for_the_multilingual_one():
+    english, multilingual = _Recorder([1.0, 0.0]), _Recorder([0.0, 1.0], reads_glosses=False)
+    rows = embed_query(_Concat(english, multilingual), ["特征值是什么", "what is a matrix"])
+    assert english.read == [expand_query("特征值是什么"), "what is a matrix"]
+    assert english.read[0] != "特征值是什么"  # the shipped glossary knows 特征值
+    assert multilingual.read == ["特征值是什么", "what is a matrix"]  # as typed
+    # joined as the concatenation's own encode joins: [1, 0, 0, 1] / sqrt(2) = 0.7071 at both ends
+    np.testing.assert_allclose(rows, [[0.70710677, 0, 0, 0.70710677]] * 2, rtol=1e-6)
+    single = _Recorder([1.0])  # no parts, no reads_glosses attribute: it reads the glosses
+    embed_query(single, ["特征值是什么"])
+    assert single.read == [expand_query("特征值是什么")]

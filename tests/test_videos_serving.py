@@ -285,3 +285,28 @@ def test_evaluation_queries_are_read_with_the_glossary_training_queries_as_typed
     assert not np.allclose(glossed.query_emb[test_row], typed.query_emb[test_row])  # scored as glossed
     others = [i for i in range(len(typed.query_text)) if i != test_row]
     assert [glossed.query_text[i] for i in others] == [typed.query_text[i] for i in others]
+
+
+def test_validation_and_test_queries_are_read_as_served_train_queries_as_typed():
+    from recsys.embed.combined import ConcatEmbedder, join_unit_rows
+    from recsys.embed.glossary import expand_query
+
+    data = make_data()
+    splits = list(data.queries["split"])
+    val, train_row = splits.index("validation"), splits.index("train")
+    typed = list(data.queries["text"])
+    typed[val] = typed[train_row] = "特征值是什么"
+    data.queries["text"] = typed
+    english, multilingual = FakeEmbedder(name="english"), FakeEmbedder(name="multilingual")
+    multilingual.reads_glosses = False
+    f = prep.build_items(data, ConcatEmbedder(english, multilingual))
+    glossed = expand_query("特征值是什么")
+    assert (f.query_text[val], f.query_typed[val]) == (glossed, "特征值是什么")  # BM25 reads the glosses
+    # the English part reads the glosses, the multilingual one the query as typed
+    expected = join_unit_rows([english.encode([glossed]), multilingual.encode(["特征值是什么"])])
+    np.testing.assert_allclose(f.query_emb[val], expected[0], atol=1e-6)
+    # a training query is read as typed by both parts
+    as_typed = join_unit_rows([english.encode(["特征值是什么"]), multilingual.encode(["特征值是什么"])])
+    np.testing.assert_allclose(f.query_emb[train_row], as_typed[0], atol=1e-6)
+    assert f.query_text[train_row] == "特征值是什么"
+    assert not np.allclose(expected, as_typed)  # the two readings differ, so the checks above can fail

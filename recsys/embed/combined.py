@@ -19,7 +19,12 @@ import numpy as np
 
 from recsys.embed.base import Embedder, Progress
 
-__all__ = ["ConcatEmbedder"]
+__all__ = ["ConcatEmbedder", "join_unit_rows"]
+
+
+def join_unit_rows(blocks: list[np.ndarray]) -> np.ndarray:
+    """``[b_1; ...; b_k] / sqrt(k)`` row by row: unit rows again when every block has unit rows."""
+    return (np.concatenate(blocks, axis=1) / np.float32(np.sqrt(len(blocks)))).astype(np.float32, copy=False)
 
 
 class ConcatEmbedder(Embedder):
@@ -34,8 +39,7 @@ class ConcatEmbedder(Embedder):
         self.dim = sum(p.dim for p in parts)
 
     def _embed(self, texts: list[str], progress: Progress = False) -> np.ndarray:
-        blocks = [p.encode(texts, progress=progress) for p in self.parts]
-        return np.concatenate(blocks, axis=1) / np.float32(np.sqrt(len(blocks)))
+        return join_unit_rows([p.encode(texts, progress=progress) for p in self.parts])
 
     def describe(self) -> str:
         return " + ".join(p.describe() for p in self.parts) + f", concatenated ({self.dim}-d)"

@@ -20,11 +20,12 @@ Instances are process-wide singletons (a Streamlit server loads each once).
 from __future__ import annotations
 
 import importlib
-import math
 import os
 import threading
 
 import numpy as np
+
+from recsys.embed.combined import join_unit_rows
 
 __all__ = ["ConcatQueryEncoder", "QUERY_ENCODERS", "SPACE_DEFAULTS", "encoder_for_space", "query_encoder", "register"]
 
@@ -66,8 +67,7 @@ class ConcatQueryEncoder:
         self.dim = sum(int(p.dim) for p in self.parts)
 
     def encode(self, texts, progress=False) -> np.ndarray:
-        rows = np.concatenate([p.encode(texts) for p in self.parts], axis=1)
-        return (rows / np.float32(math.sqrt(len(self.parts)))).astype(np.float32, copy=False)
+        return join_unit_rows([p.encode(texts) for p in self.parts])
 
     def describe(self) -> str:
         return " + ".join(p.describe() if hasattr(p, "describe") else p.name for p in self.parts)

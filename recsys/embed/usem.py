@@ -124,6 +124,8 @@ class UseEmbedder(Embedder):
 
     name = USEM_NAME
     dim = USEM_DIM
+    #: multilingual: reads a query as typed, not with the glossary's English glosses (recsys.embed.glossary)
+    reads_glosses = False
     # the network averages over all pieces; 4,000 characters bounds the work on a pasted book
     max_chars = 4000
 

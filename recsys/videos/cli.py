@@ -103,9 +103,9 @@ def register_cli(verbs: dict[str, argparse._SubParsersAction]) -> None:
     ev.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     ev.add_argument("--quick", action="store_true", help="quick training settings instead of the paper's")
     ev.add_argument("--no-ablations", dest="ablations", action="store_false",
-                    help="Table 3 with DCDT and the single tower only (by default it also has DCDT without the "
-                         "cosine skip, with random negatives, with eq. 7, with InfoNCE, with the orthogonality "
-                         "term, untied)")
+                    help="Table 3 with DCDT and the single tower only (by default it also has DCDT without our "
+                         "residual, with eq. 7, with the orthogonality term, with random negatives, with the "
+                         "paper's fusion only, with InfoNCE, untied)")
     ev.add_argument("--ablations-only", action="store_true",
                     help="the DCDT ablation variants without the (slow) single tower; use with --out")
     ev.add_argument("--jobs", type=positive_int, default=1, help="train this many runs at once (worker processes)")

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from recsys.embed.glossary import expand_query
+from recsys.embed.glossary import embed_query
 from recsys.paths import ASSETS_DIR, cache_dir, runs_dir
 from recsys.videos import pack as packs
 from recsys.videos.serving import VideoService, check_model, model_names
@@ -180,7 +180,7 @@ class FastVideoService(VideoService):
 
     def _warm_up(self) -> None:
         try:
-            self.embedder.encode([expand_query("warm-up")])  # the glossary is read here too, not on the first question
+            embed_query(self.embedder, ["warm-up"])  # the glossary is read here too, not on the first question
         except Exception:  # noqa: BLE001 - the first real question loads the encoder again and reports the error
             log.warning("warming up the query encoder failed", exc_info=True)
 
@@ -226,7 +226,7 @@ class FastVideoService(VideoService):
     def _encode(self, text: str) -> tuple[np.ndarray, float]:
         self.refresh()
         start = time.perf_counter()
-        vec = self.embedder.encode([text])
+        vec = embed_query(self.embedder, [text])
         return vec, (time.perf_counter() - start) * 1000
 
     def _ready(self, name: str) -> None:

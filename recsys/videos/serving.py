@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from recsys import registry
-from recsys.embed.glossary import expand_query
+from recsys.embed.glossary import embed_query, expand_query
 from recsys.retrieval.topk import top_k
 
 log = logging.getLogger(__name__)
@@ -280,7 +280,8 @@ class VideoService:
 
         Returns ``{"query", "read_as", "notices", "truncated", "original_chars", "backend",
         "fallback_reason", "embed_ms", "results": {model: record}, "neighbours"?}`` where
-        ``read_as`` is the text the models read (the query with its glossary glosses) and
+        ``read_as`` is the query with its glossary glosses (what BM25 and the English encoder
+        read; the multilingual one reads the query as typed) and
         each record is what :meth:`recommend` returns plus ``score_ms`` and ``source``.
         Bad input raises :class:`ValueError` (message for the user).
         """
@@ -290,9 +291,9 @@ class VideoService:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         self.answered += 1
         start = time.perf_counter()
-        text = expand_query(prepared.text)  # what the models read: the glossary's English glosses appended
+        text = expand_query(prepared.text)  # what BM25 and the English encoder read: the glossary's glosses appended
         expand_ms = (time.perf_counter() - start) * 1000
-        vec, embed_ms = self._encode(text)
+        vec, embed_ms = self._encode(prepared.text)
         embed_ms += expand_ms
         out = {"query": prepared.text, "read_as": text, "notices": prepared.notices, "truncated": prepared.truncated,
                "original_chars": prepared.original_chars, "backend": self.backend_description,
@@ -325,14 +326,15 @@ class VideoService:
 
     # --- what a serving path provides (FastVideoService overrides these)
     def _encode(self, text: str) -> tuple[np.ndarray, float]:
-        """The query's embedding ``[1, E]`` and the milliseconds it took (items built first, untimed)."""
+        """The typed query's embedding ``[1, E]`` (:func:`embed_query`: glosses for the encoder that reads
+        them) and the milliseconds it took (items built first, untimed)."""
         bundle = self.bundle()
         start = time.perf_counter()
-        vec = self.embedder.encode([text])
+        vec = embed_query(self.embedder, [text])
         if self.embedder.name != bundle.items.embedder_name:  # fell back while embedding the query
             self.bundle()
             start = time.perf_counter()
-            vec = self.embedder.encode([text])
+            vec = embed_query(self.embedder, [text])
         return vec, (time.perf_counter() - start) * 1000
 
     def _ready(self, name: str) -> None:
