@@ -164,8 +164,9 @@ def test_results_page_shows_each_paper_with_a_verdict(page, server, screenshots)
     text = main.inner_text()
     # one verdict sentence per comparison, with its direction and the Holm-corrected p-value
     assert re.search(r"(better than|no significant difference \(.+ ahead by) .*Holm p = ", text), text[:2000]
-    commands = " ".join(main.locator('[data-testid="stCode"]').all_text_contents())
-    assert "python -m recsys evaluate videos" in commands and "python -m recsys reproduce cl-epidtn" in commands
+    # code blocks can fill in after the script has ended (CI once read none): wait for each, do not sample once
+    for command in ("python -m recsys evaluate videos", "python -m recsys reproduce cl-epidtn"):
+        main.locator('[data-testid="stCode"]').filter(has_text=command).first.wait_for(state="attached", timeout=60_000)
     shoot(page, screenshots, "results")
     # a deep link straight to one paper's section (the README and other pages use these)
     page.goto(f"{server}/results#cl-epidtn")
