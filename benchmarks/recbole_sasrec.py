@@ -194,11 +194,13 @@ def run_ours(args) -> dict:
     dataset = load_ml100k()
     split = leave_one_out(dataset)
     overrides = {k: getattr(args, k) for k in ("hidden_size", "n_layers", "n_heads", "inner_size", "hidden_dropout", "attn_dropout", "max_seq_len")}
-    # RecBole's trainer: Adam, constant learning rate, no gradient clipping, best epoch by valid NDCG@10, and
-    # early stopping after 10 epochs without a gain (its `stopping_step: 10` above), so --epochs 300 converges
+    # RecBole's trainer: Adam, constant learning rate, no gradient clipping, best epoch by valid NDCG@10 ranked
+    # without masking the history (as RecBole ranks), and early stopping after 10 epochs without a gain (its
+    # `stopping_step: 10` above), so --epochs 300 converges
     config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, optimizer="adam", scheduler="none",
                          grad_clip=None, seed=args.seed, device="cpu", monitor="ndcg@10", patience=10)
-    trained = train_model("sasrec", dataset, split, config, overrides, windows=False)  # one row per prefix, as RecBole
+    trained = train_model("sasrec", dataset, split, config, overrides, windows=False,  # one row per prefix, as RecBole
+                          mask_history=False)
     masked = evaluate_split(trained.model, split, "test", LOO_METRICS, max_len=args.max_seq_len)
     unmasked = evaluate_split(trained.model, split, "test", LOO_METRICS, max_len=args.max_seq_len, mask_history=False)
     return {"side": "ours", **{f"{k}": v for k, v in unmasked.items()}, "masked": masked, "seconds": trained.seconds,
@@ -212,25 +214,30 @@ def write_report(ours: dict | None, recbole: dict | None, error: str | None, arg
     settings = ", ".join(f"{k}={getattr(args, k)}" for k in (*DEFAULTS, "epochs"))
     lines = [
         "# Peer check: RecBole SASRec vs recsys SASRec on ml-100k", "",
-        f"Command: `python benchmarks/recbole_sasrec.py --recbole-python {args.recbole_python} --epochs {args.epochs} --max-seq-len {args.max_seq_len}`  ",
+        f"Command: `python benchmarks/recbole_sasrec.py --recbole-python {args.recbole_python} --epochs {args.epochs} "
+        f"--max-seq-len {args.max_seq_len} --seed {args.seed}`  ",
         f"Date (UTC): {time.strftime('%Y-%m-%d %H:%M', time.gmtime())}; settings: {settings}.", "",
         "Split: per-user chronological leave-one-out (RecBole `eval_args: {split: {LS: valid_and_test}, order: TO, mode: full}`), "
         "identical held-out items on both sides (RecBole reads a temporary copy whose timestamps are ranks in our "
         "time-then-item-id order). Full ranking over all items. RecBole does not mask history items for sequential "
         "models, so the like-for-like row of ours is *unmasked*; our protocol's masked numbers are shown too. "
-        "Loss: cross-entropy over all items (RecBole `loss_type: CE`); Adam, constant lr, best epoch by validation NDCG@10 on both sides.", "",
-        "| side | HR@10 | HR@50 | NDCG@10 | train+eval s |", "|---|---|---|---|---|",
+        "Loss: cross-entropy over all items (RecBole `loss_type: CE`); Adam, constant lr, best epoch by unmasked "
+        "validation NDCG@10 and early stopping after 10 epochs without a gain on both sides.", "",
+        "| side | HR@10 | HR@50 | NDCG@10 | best epoch / epochs run | train+eval s |", "|---|---|---|---|---|---|",
     ]
 
     def fmt(x):
         return "–" if x is None else f"{x:.4f}"
 
+    def epochs(side: dict) -> str:  # convergence evidence: a best epoch well below the epochs run
+        return f"{side.get('best_epoch', '–')} / {side.get('epochs_run', '–')}"
+
     if recbole:
-        lines.append(f"| RecBole {recbole.get('recbole', '')} SASRec (unmasked) | {fmt(recbole.get('hit@10'))} | {fmt(recbole.get('hit@50'))} | {fmt(recbole.get('ndcg@10'))} | {recbole['seconds']:.0f} |")
+        lines.append(f"| RecBole {recbole.get('recbole', '')} SASRec (unmasked) | {fmt(recbole.get('hit@10'))} | {fmt(recbole.get('hit@50'))} | {fmt(recbole.get('ndcg@10'))} | {epochs(recbole)} | {recbole['seconds']:.0f} |")
     if ours:
-        lines.append(f"| recsys SASRec (unmasked, like RecBole) | {fmt(ours.get('hit@10'))} | {fmt(ours.get('hit@50'))} | {fmt(ours.get('ndcg@10'))} | {ours['seconds']:.0f} |")
+        lines.append(f"| recsys SASRec (unmasked, like RecBole) | {fmt(ours.get('hit@10'))} | {fmt(ours.get('hit@50'))} | {fmt(ours.get('ndcg@10'))} | {epochs(ours)} | {ours['seconds']:.0f} |")
         m = ours["masked"]
-        lines.append(f"| recsys SASRec (history masked, our protocol) | {fmt(m.get('hit@10'))} | {fmt(m.get('hit@50'))} | {fmt(m.get('ndcg@10'))} | |")
+        lines.append(f"| recsys SASRec (history masked, our protocol) | {fmt(m.get('hit@10'))} | {fmt(m.get('hit@50'))} | {fmt(m.get('ndcg@10'))} | | |")
     if error:
         lines += ["", "**RecBole side did not produce a result:**", "", "```", error[-3000:], "```"]
     if ours and recbole and recbole.get("hit@10") is not None:

@@ -131,3 +131,23 @@ def test_recipe_trains_and_saves_a_checkpoint(tmp_path, monkeypatch):
     data = toy_dataset(length=8)
     model = load_checkpoint(tmp_path / "checkpoint.safetensors", data, make_split(data, "loo"), "sasrec")
     assert model.config.hidden_size == 8
+
+
+@pytest.mark.parametrize("mask_history", [True, False])
+def test_validation_masks_history_as_asked(mask_history):
+    """The RecBole peer check picks its best epoch on unmasked validation, as RecBole ranks."""
+    from recsys.eval.sequential import evaluate_split
+
+    data = toy_dataset()
+    split = make_split(data, "loo")
+    config = TrainConfig(epochs=1, batch_size=16, seed=0, device="cpu")
+    trained = training.train_model("sasrec", data, split, config, {"max_seq_len": 4, "hidden_size": 8,
+                                   "inner_size": 16, "n_layers": 1, "n_heads": 1}, windows=False,
+                                   mask_history=mask_history)
+    trained.model.eval()
+    recorded = trained.history[-1]["ndcg@10"]  # one epoch: the returned weights are that epoch's
+    # 10 items: unmasked, the top 10 holds the user's history too, so the target ranks lower than when masked
+    expected = {mask: evaluate_split(trained.model, split, "valid", ["ndcg@10"], max_len=4, mask_history=mask)["ndcg@10"]
+                for mask in (True, False)}
+    assert expected[True] > expected[False]
+    assert recorded == pytest.approx(expected[mask_history])

@@ -74,6 +74,7 @@ def train_model(
     recent_examples: int | None = None,
     callbacks: Sequence[Callback] = (),
     windows: bool | None = None,
+    mask_history: bool = True,
 ) -> TrainedModel:
     """Build registry entry ``name`` on the training view of ``split`` and train or fit it.
 
@@ -81,6 +82,8 @@ def train_model(
     always see every prefix; the other neural models get one row per prefix, only each
     user's ``recent_examples`` latest when given. ``windows=False`` gives a causal model
     one row per prefix too (the RecBole peer check trains SASRec as RecBole does).
+    ``mask_history=False`` lets validation rank the user's history items too, as RecBole
+    does for sequential models, so the peer check picks its best epoch as RecBole does.
     """
     spec = registry.get(name, DOMAIN)
     overrides = dict(overrides or {})
@@ -106,7 +109,7 @@ def train_model(
         log.info("%s on %s/%s: %d training examples", name, dataset.name, split.name, len(examples))
 
     def evaluate(m):
-        return evaluate_split(m, split, "valid", ("hit@10", "ndcg@10"), max_len=max_len)
+        return evaluate_split(m, split, "valid", ("hit@10", "ndcg@10"), max_len=max_len, mask_history=mask_history)
 
     train = dataclasses.replace(train, monitor=train.monitor or "ndcg@10")
     result = fit(model, lambda epoch: examples.batches(train.batch_size, train.seed, epoch), train, evaluate, callbacks)
