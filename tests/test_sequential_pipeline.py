@@ -80,6 +80,36 @@ def test_cli_parses_reproduce_and_evaluate():
         sequential_cli._model_list("sasrec,bert4rec")
 
 
+def test_cli_smaller_budget_flags_reach_the_settings(monkeypatch, tmp_path):
+    """--anime-users and --no-sweeps change the profile's copy only: the profile itself is untouched."""
+    import argparse
+
+    from recsys.sequential import experiments
+    from recsys.sequential import reproduce as reproduce_mod
+
+    seen = {}
+
+    def fake_reproduce(datasets, settings, models, out, **kwargs):
+        seen.update(datasets=datasets, settings=settings, command=kwargs["command"])
+        return {"datasets": {}, "ran": 0, "state_dir": str(tmp_path)}
+
+    monkeypatch.setattr(reproduce_mod, "reproduce", fake_reproduce)
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="verb")
+    sequential_cli.register_cli({v: sub.add_parser(v).add_subparsers(dest="domain") for v in ("evaluate", "reproduce")})
+    args = parser.parse_args(["reproduce", "cl-epidtn", "--profile", "converged", "--dataset", "anime",
+                              "--anime-users", "500", "--no-sweeps", "--out", str(tmp_path)])
+    assert args.func(args) == 0
+    settings = seen["settings"]
+    assert seen["datasets"] == ["anime"] and settings.anime_max_users == 500
+    assert settings.sweep == {} and settings.ours == {}
+    assert experiments.CONVERGED.anime_max_users == 5000 and experiments.CONVERGED.sweep  # the profile is unchanged
+    assert "no sensitivity sweeps" in experiments.describe_settings(settings)
+    assert "first 500 users" in experiments.describe_settings(settings)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["reproduce", "cl-epidtn", "--anime-users", "0"])
+
+
 @pytest.mark.slow
 def test_reproduce_on_the_toy_writes_every_table(tmp_path, monkeypatch):
     monkeypatch.setattr(reproduce_module, "load_dataset", lambda name, users=None: dataclasses.replace(toy_dataset(length=8), name=name))

@@ -55,6 +55,10 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         settings.epochs, settings.cl_epochs = args.epochs, None
     if args.workers:
         settings.workers = args.workers
+    if args.anime_users:
+        settings.anime_max_users = args.anime_users
+    if args.no_sweeps:
+        settings.sweep, settings.ours = {}, {}
     datasets = list(DATASETS) if args.dataset == "all" else [args.dataset]
     from_cli = sys.argv and sys.argv[0].endswith(("recsys", "__main__.py"))
     # the command that regenerates the tables (an export-only call's tables come from running it without the flag)
@@ -98,6 +102,11 @@ def register_cli(verbs: dict) -> None:
     reproduce.add_argument("--epochs", type=positive_int, help="override the epoch budget")
     reproduce.add_argument("--workers", type=positive_int, help="training processes side by side (default 1; 2 with --quick)")
     reproduce.add_argument("--models", help=f"comma-separated subset of: {names}")
+    reproduce.add_argument("--anime-users", type=positive_int,
+                           help="train and test on the first N users of the anime sample (default: the profile's)")
+    reproduce.add_argument("--no-sweeps", action="store_true",
+                           help="the main table, the Recall split and the ablations only: no sensitivity sweeps and no "
+                                "variants of ours (a smaller CPU budget)")
     reproduce.add_argument("--out", help=f"output folder (default ${RESULTS_ENV} or docs/results/cl-epidtn; converged and full "
                                                 "profiles in a sub-folder of that name)")
     reproduce.set_defaults(func=_cmd_reproduce)

@@ -226,8 +226,9 @@ def describe_settings(s: ReproduceSettings) -> str:
         f"SASRec and the CL-EPIDTN family train on every prefix (causal windows, {s.window_batch_size} windows of up to "
         f"{s.max_seq_len} prefixes per batch), DSSM, YouTube DNN and MIND on {_examples_text(s.recent_examples)}; "
         f"Recall split on {s.ratio_seeds or s.seeds} seed(s); CL-EPIDTN family: {cl}, up to {cl_epochs} epochs; "
-        f"sweeps {s.sweep} on {s.sweep_seeds} seed(s), {s.sweep_epochs or cl_epochs} epoch(s); "
-        f"{s.workers} training process(es){f' of {s.threads} CPU thread(s)' if s.threads else ''}; "
+        + (f"sweeps {s.sweep} on {s.sweep_seeds} seed(s), {s.sweep_epochs or cl_epochs} epoch(s); " if s.sweep
+           else "no sensitivity sweeps (--no-sweeps); ")
+        + f"{s.workers} training process(es){f' of {s.threads} CPU thread(s)' if s.threads else ''}; "
         f"anime: first {s.anime_max_users} users of the sample."
     )
 
