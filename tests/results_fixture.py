@@ -82,7 +82,7 @@ def write_converged(folder: Path) -> None:
     pd.DataFrame(sweeps).to_csv(folder / "ml-100k_sweeps.csv", index=False)
     (folder / "ml-100k_meta.json").write_text(json.dumps({
         "profile": "converged", "command": "python -m recsys reproduce cl-epidtn --profile converged",
-        "settings": "toy", "jobs_done": 12, "jobs_total": 12, "complete": True, "cpu_seconds_total": 7200.0,
+        "settings": {"seeds": 3, "epochs": 40}, "settings_text": "CONVERGED: 3 seeds, up to 40 epochs", "jobs_done": 12, "jobs_total": 12, "complete": True, "cpu_seconds_total": 7200.0,
         "git_commit": "abc", "date_utc": "2026-11-26T00:00:00+00:00", "deviations": ["embedding 64, not 128"]}))
     pd.DataFrame([{"model": "cl-epidtn", "seed": 0, "split": "loo", "hit@10": 0.2, "best_epoch": 5, "max_epochs": 30,
                    "stopped_early": True, "cpu_seconds": 10.0}]).to_csv(folder / "anime_runs.csv", index=False)

@@ -43,6 +43,8 @@ def test_every_paper_with_converged_incomplete_and_malformed_files(env):
     shown, tables = texts(at), frames(at)
     assert "ml-100k: converged" in shown and "anime: incomplete: 2 of 10 jobs done" in shown
     assert "0.9999" not in tables  # the quick ml-100k numbers, replaced by the converged ones
+    # the settings as the sentence the export wrote, not the dict it was made from
+    assert "Settings: CONVERGED: 3 seeds, up to 40 epochs" in shown and "'seeds'" not in shown
     assert "evaluation_per_seed.csv: could not be read" in shown  # malformed: said, nothing crashes
     # verdict sentences with display names (worked values in tests/test_reports.py)
     assert "MRR@10, BM25 vs DCDT: no significant difference (DCDT ahead by 0.0600, Holm p = 0.122)" in shown

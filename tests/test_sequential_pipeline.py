@@ -134,6 +134,7 @@ def test_reproduce_on_the_toy_writes_every_table(tmp_path, monkeypatch):
     assert "leave-one-out" in text and "± " in text and "Convergence" in text
     readme = (tmp_path / "README.md").read_text()
     assert "quick profile" in readme and "resumes" in readme
+    assert "  - settings: QUICK: 2 seeds" in readme  # each data set's own settings, under its line
     tests = pd.read_csv(tmp_path / "ml-100k_ttests.csv")
     assert list(tests.columns) == list(COLUMNS)
     assert set(tests.loc[tests["metric"] == "hit@10", "model"]) == set(models) - {"cl-epidtn"}

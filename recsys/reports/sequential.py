@@ -185,8 +185,9 @@ def sweep_figure(sweeps: pd.DataFrame, param: str, height: int = 300) -> go.Figu
 
 def meta_notes(meta: dict, quick: bool) -> list[str]:
     notes = []
-    if meta.get("settings"):
-        notes.append(f"Settings: {meta['settings']}")
+    settings = meta.get("settings_text") or meta.get("settings")  # the sentence; older files only had the dict
+    if settings:
+        notes.append(f"Settings: {settings}")
     cpu = meta.get("cpu_seconds_total")
     by_device = meta.get("by_device") if isinstance(meta.get("by_device"), dict) else {}
     if isinstance(cpu, (int, float)) and not math.isnan(cpu):

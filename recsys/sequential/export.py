@@ -260,11 +260,11 @@ def ours_markdown(summary: pd.DataFrame, tests: pd.DataFrame, settings: Reproduc
 def write_readme(out_dir: Path, settings: ReproduceSettings, command: str) -> None:
     lines = [
         f"# CL-EPIDTN reproduction results ({settings.profile} profile)", "",
-        f"Written by `{command}`; the pages read these files. Re-running the command resumes: finished "
+        f"Last written by `{command}`; each data set below names the command and settings that made it (the "
+        "data sets may differ). The pages read these files. Re-running a command resumes: finished "
         "(model, seed, split) jobs are kept in its state directory and skipped.", "",
         f"- machine: {os.cpu_count()} cores, 1-minute load average at export {os.getloadavg()[0]:.1f} (shared), "
-        f"python {sys.version.split()[0]}, torch {torch.__version__}",
-        f"- settings: {describe_settings(settings)}", "",
+        f"python {sys.version.split()[0]}, torch {torch.__version__}", "",
         f"**Protocol.** {PROTOCOL}{PROTOCOL_NO_TIME}", "",
         "Per dataset: `<dataset>.md` (all tables), `<dataset>_runs.csv` (one row per model, seed and split), "
         "`<dataset>_curves.csv` (validation curves), `<dataset>_ttests.csv` (Welch, Holm), `<dataset>_summary.csv`, "
@@ -281,7 +281,8 @@ def write_readme(out_dir: Path, settings: ReproduceSettings, command: str) -> No
                 done += f"; variants of ours {meta['ours_done']} of {meta['ours_total']}"
             lines += [f"- [{name}]({name}.md): {'complete' if meta.get('complete') else 'INCOMPLETE'} ({done}), "
                       f"{compute_text(meta)} `{meta.get('command', '?')}`, "
-                      f"{meta.get('date_utc', meta.get('date', '?'))}"]
+                      f"{meta.get('date_utc', meta.get('date', '?'))}",
+                      f"  - settings: {meta.get('settings_text') or '?'}"]
     if (out_dir / "recbole_sasrec.md").exists():
         lines += ["- [RecBole SASRec peer check](recbole_sasrec.md)"]
     if (out_dir / "cuda_vs_cpu.md").exists():

@@ -164,6 +164,10 @@ def test_results_page_shows_each_paper_with_a_verdict(page, server, screenshots)
     text = main.inner_text()
     # one verdict sentence per comparison, with its direction and the Holm-corrected p-value
     assert re.search(r"(better than|no significant difference \(.+ ahead by) .*Holm p = ", text), text[:2000]
+    # both CL-EPIDTN data sets are read from the converged profile; quick tables never stand in for them
+    for dataset in ("ml-100k", "anime"):
+        assert re.search(rf"CL-EPIDTN, {dataset} \(converged \(", text), (dataset, text[:2000])
+    assert "quick (not converged)" not in text
     # code blocks can fill in after the script has ended (CI once read none): wait for each, do not sample once
     for command in ("python -m recsys evaluate videos", "python -m recsys reproduce cl-epidtn"):
         main.locator('[data-testid="stCode"]').filter(has_text=command).first.wait_for(state="attached", timeout=60_000)
