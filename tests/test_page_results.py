@@ -46,6 +46,7 @@ def test_every_paper_with_converged_incomplete_and_malformed_files(env):
     # the settings as the sentence the export wrote, not the dict it was made from
     assert "Settings: CONVERGED: 3 seeds, up to 40 epochs" in shown and "'seeds'" not in shown
     assert "evaluation_per_seed.csv: could not be read" in shown  # malformed: said, nothing crashes
+    assert "anime_sweeps.csv" not in shown and "anime_ours.csv" not in shown  # experiments not run: no problem
     # verdict sentences with display names (worked values in tests/test_reports.py)
     assert "MRR@10, BM25 vs DCDT: no significant difference (DCDT ahead by 0.0600, Holm p = 0.122)" in shown
     assert "HR@10, SASRec vs CL-EPIDTN: no significant difference (SASRec ahead by 0.0400" in shown

@@ -87,8 +87,12 @@ def display(name: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------- reading
-def read_csv(path: Path, required: Sequence[str], problems: list[str]) -> pd.DataFrame | None:
-    """The CSV at ``path`` if it exists, parses and has ``required`` columns; else None and a problem line."""
+def read_csv(path: Path, required: Sequence[str], problems: list[str], optional_rows: bool = False) -> pd.DataFrame | None:
+    """The CSV at ``path`` if it exists, parses and has ``required`` columns; else None and a problem line.
+
+    ``optional_rows``: a header without rows is no problem (an experiment that was not run, or has no
+    finished job yet); None is returned without a word.
+    """
     if not path.exists():
         return None
     try:
@@ -101,7 +105,8 @@ def read_csv(path: Path, required: Sequence[str], problems: list[str]) -> pd.Dat
         problems.append(f"{path.name}: missing column(s) {', '.join(lacking)}")
         return None
     if frame.empty:
-        problems.append(f"{path.name}: no rows")
+        if not optional_rows:
+            problems.append(f"{path.name}: no rows")
         return None
     return frame
 

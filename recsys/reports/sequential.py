@@ -96,18 +96,16 @@ def ablation_table(runs: pd.DataFrame) -> pd.DataFrame | None:
 def ours_tables(base: Path, dataset: str, runs: pd.DataFrame, problems: list[str]) -> list[Table]:
     """The variants of ours beside the paper's CL-EPIDTN and SASRec, and each against SASRec (when committed)."""
     path = base / f"{dataset}_ours.csv"
-    if not path.exists() or path.stat().st_size <= 1:
-        return []
-    ours = read_csv(path, ["model", "seed"], problems)
-    if ours is None or ours.empty:
+    ours = read_csv(path, ["model", "seed"], problems, optional_rows=True)
+    if ours is None:
         return []
     beside = pd.concat([runs[runs["model"].isin(OURS_BESIDE)],
                         normalise_runs(ours, problems, path.name)], ignore_index=True)
     what = "; ".join(f"{OURS_PREFIX}{name}: {text}" for name, text in OURS_TEXT.items())
     tables = [Table("Variants of ours (not the paper's model) beside CL-EPIDTN and SASRec", main_table(beside),
                     f"Why CL-EPIDTN loses to SASRec, one component at a time. {what}.")]
-    tests = read_csv(base / f"{dataset}_ours_ttests.csv", [], problems)
-    compared = from_ttests(tests) if tests is not None and not tests.empty else None
+    tests = read_csv(base / f"{dataset}_ours_ttests.csv", [], problems, optional_rows=True)
+    compared = from_ttests(tests) if tests is not None else None
     if compared is not None:
         tables.append(Table("Each variant against SASRec (Welch over seeds, Holm within each metric)",
                             verdict_view(compared, METRIC_LABELS), "Difference = variant − SASRec: positive means "
@@ -283,7 +281,7 @@ def dataset_report(folder: Path, dataset: str) -> Report:
         curves = numeric(curves, ["epoch", "train_loss", "val_metric"], rep.problems, f"{dataset}_curves.csv")
         curves["model"] = [display(m) for m in curves["model"].astype(str)]
         rep.curves = curves
-    sweeps = read_csv(base / f"{dataset}_sweeps.csv", ["param", "value", "seed"], rep.problems)
+    sweeps = read_csv(base / f"{dataset}_sweeps.csv", ["param", "value", "seed"], rep.problems, optional_rows=True)
     if sweeps is not None:
         rep.sweeps = numeric(sweeps, ["value", *METRICS], rep.problems, f"{dataset}_sweeps.csv")
     return rep

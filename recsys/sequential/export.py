@@ -29,6 +29,7 @@ import torch
 
 from recsys.artifacts import atomic_write_json
 from recsys.data.sequential import SequentialDataset
+from recsys.eval.stats import COLUMNS as TTEST_COLUMNS
 from recsys.eval.sequential import PROTOCOL, PROTOCOL_NO_TIME
 from recsys.eval.tables import frame_to_markdown
 from recsys.sequential.experiments import (
@@ -154,7 +155,8 @@ def export_dataset(dataset: SequentialDataset, finished: Finished, settings: Rep
 
     ours = ours_frame(finished)
     ours.to_csv(f"{prefix}_ours.csv", index=False)
-    ours_summary, ours_tests = ours_against_sasrec(runs, ours) if not ours.empty else (pd.DataFrame(), pd.DataFrame())
+    ours_summary, ours_tests = (ours_against_sasrec(runs, ours) if not ours.empty
+                                else (pd.DataFrame(), pd.DataFrame(columns=TTEST_COLUMNS)))  # a header, not a blank file
     ours_tests.to_csv(f"{prefix}_ours_ttests.csv", index=False)
 
     protocol = PROTOCOL + ("" if dataset.has_timestamps else PROTOCOL_NO_TIME)
