@@ -29,8 +29,8 @@ import torch
 
 from recsys.artifacts import atomic_write_json
 from recsys.data.sequential import SequentialDataset
-from recsys.eval.stats import COLUMNS as TTEST_COLUMNS
 from recsys.eval.sequential import PROTOCOL, PROTOCOL_NO_TIME
+from recsys.eval.stats import COLUMNS as TTEST_COLUMNS
 from recsys.eval.tables import frame_to_markdown
 from recsys.sequential.experiments import (
     ABLATION_TEXT,
