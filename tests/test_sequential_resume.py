@@ -215,3 +215,30 @@ def test_variants_of_ours_are_planned_exported_and_tested_against_sasrec(tmp_pat
     assert "ours: wide" not in set(runs["model"])  # the main table holds the paper's models only
     meta = json.loads((out / "ml-100k_meta.json").read_text())
     assert (meta["jobs_done"], meta["jobs_total"], meta["ours_done"], meta["ours_total"]) == (12, 12, 6, 6)
+
+
+def test_a_run_that_ends_at_its_budget_is_rerun_once_with_twice_the_epochs(tmp_path, toy, monkeypatch):
+    """Converged tables need runs that stopped on their own: one that used every epoch is trained again, longer.
+
+    One epoch with patience 1: dssm cannot stop early (1 epoch run of 1 allowed), so it is re-run with
+    2 epochs and reported in its place; wals and most-popular train no epochs and are never re-run.
+    """
+    state, out = tmp_path / "state", tmp_path / "out"
+    settings = dataclasses.replace(SETTINGS, seeds=1, epochs=1, patience=1)
+    calls = counting(monkeypatch)
+    reproduce(["ml-100k"], settings, MODELS, out, progress=False, state_dir=state)
+    # 3 models x (1 loo + 1 ratio) = 6 jobs, then dssm's 2 again, longer
+    assert len(calls) == 6 + 2 and calls[-2:] == ["ml-100k dssm seed 0 loo", "ml-100k dssm seed 0 ratio"]
+    runs = pd.read_csv(out / "ml-100k_runs.csv")
+    dssm = runs[runs["model"] == "dssm"]
+    assert len(runs) == 6 and set(dssm["max_epochs"]) == {2}  # the longer runs replace the short ones
+    assert set(runs.loc[runs["model"] != "dssm", "max_epochs"]) == {0}
+    meta = json.loads((out / "ml-100k_meta.json").read_text())
+    assert (meta["jobs_done"], meta["jobs_total"], meta["complete"]) == (6, 6, True)
+    again = counting(monkeypatch)  # a re-run finds both the short and the longer runs stored: nothing trains
+    reproduce(["ml-100k"], settings, MODELS, out, progress=False, state_dir=state)
+    assert again == []
+    quick = counting(monkeypatch)  # without early stopping (quick) the budget is the point: no re-run
+    reproduce(["ml-100k"], dataclasses.replace(settings, patience=None), MODELS, tmp_path / "q", progress=False,
+              state_dir=tmp_path / "q-state")
+    assert len(quick) == 6

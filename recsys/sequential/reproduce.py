@@ -4,7 +4,8 @@
 dataset the main table (leave-one-out, seed by seed so that a partial run already has every model
 at one seed), then the Recall split, then the sensitivity sweeps (paper Figures 9-11), then the
 variants of ours (``settings.ours``); ml-100k before the anime sample. :func:`reproduce` runs the
-jobs its state directory does not hold yet (:mod:`recsys.sequential.jobs`) and then writes the
+jobs its state directory does not hold yet (:mod:`recsys.sequential.jobs`), re-runs with twice the
+epochs any early-stopping job that ran out of budget (:func:`extend_budget_bound`), and then writes the
 tables from whatever has finished (:mod:`recsys.sequential.export`); ``export_only`` writes them
 without training, e.g. while a long run is still going in another process (the pages read the
 tables through :mod:`recsys.reports.sequential`).
@@ -12,6 +13,7 @@ tables through :mod:`recsys.reports.sequential`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,6 +101,29 @@ def plan(settings: ReproduceSettings, datasets: Sequence[str], models: Sequence[
     return planned
 
 
+def ran_out_of_budget(record: dict[str, Any]) -> bool:
+    """A trained model that stopped because its epochs ran out, not because validation stopped improving."""
+    return int(record.get("max_epochs") or 0) > 0 and not record.get("stopped_early")
+
+
+def extend_budget_bound(jobs: Sequence[Job], store: JobStore, factor: int = 2) -> list[Job]:
+    """``jobs`` with each finished early-stopping job that ran out of budget replaced by the same job with
+    ``factor`` times the epochs (once: the longer job is not extended again).
+
+    Why: a converged table must come from runs that stopped on their own. A run that was still
+    improving at its last epoch is re-trained from scratch with a larger budget (the same seed, so the
+    same first epochs) and reported in its place; its own maximum is what the convergence table shows.
+    Profiles without early stopping (quick) are left alone: they stop at their budget by design.
+    """
+    out = []
+    for job in jobs:
+        record = store.get(job)
+        if record is not None and job.train.get("patience") and ran_out_of_budget(record):
+            job = dataclasses.replace(job, train={**job.train, "epochs": int(job.train["epochs"]) * factor})
+        out.append(job)
+    return out
+
+
 def reproduce(
     datasets: Sequence[str] = ("ml-100k",),
     settings: ReproduceSettings | None = None,
@@ -126,10 +151,17 @@ def reproduce(
         return loaded[name]
 
     ran = 0
-    if not export_only:
-        with cpu_threads(settings.threads or None):
+    with cpu_threads(settings.threads or None):
+        if not export_only:
             ran = run_pending([job for jobs in planned.values() for job in jobs], store, load, settings.workers,
                               settings.threads, progress)
+        extended = {name: extend_budget_bound(jobs, store) for name, jobs in planned.items()}
+        longer = [new for name, jobs in planned.items() for old, new in zip(jobs, extended[name], strict=True)
+                  if new is not old]
+        planned = extended
+        if longer and not export_only:
+            log.info("%d run(s) ended at their epoch budget: re-running them with twice the epochs", len(longer))
+            ran += run_pending(longer, store, load, settings.workers, settings.threads, progress)
     report: dict[str, Any] = {"datasets": {}, "ran": ran, "state_dir": str(store.root)}
     for name, jobs in planned.items():
         finished = Finished.collect(jobs, store)
