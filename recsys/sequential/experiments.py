@@ -221,7 +221,7 @@ def describe_settings(s: ReproduceSettings) -> str:
     shared = ", ".join(f"{k}={v}" for k, v in s.shared.items()) or "each model's own defaults"
     return (
         f"{s.profile.upper()}: {s.seeds} seeds, up to {s.epochs} epochs"
-        f"{f' (patience {s.patience})' if s.patience else ''}, batch {s.batch_size}, lr {s.lr}, max_seq_len {s.max_seq_len}, "
+        f"{f' (patience {s.patience}; a run that reaches its maximum is re-run once with twice the epochs)' if s.patience else ''}, batch {s.batch_size}, lr {s.lr}, max_seq_len {s.max_seq_len}, "
         f"shared settings: {shared}; "
         f"SASRec and the CL-EPIDTN family train on every prefix (causal windows, {s.window_batch_size} windows of up to "
         f"{s.max_seq_len} prefixes per batch), DSSM, YouTube DNN and MIND on {_examples_text(s.recent_examples)}; "
