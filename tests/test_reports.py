@@ -197,3 +197,13 @@ def test_gpu_jobs_are_noted_apart_from_cpu_time():
     notes = sequential.meta_notes(meta, quick=False)
     assert "Total CPU time: 2.0 CPU-hours (7,200 s) of the jobs trained on the CPU." in notes
     assert "4 jobs trained on cuda (Fake GPU): 0.50 wall-hours, several jobs at a time on the one GPU." in notes
+
+
+def test_convergence_lists_each_runs_maximum_when_one_was_re_run_longer():
+    """One seed re-run with twice the epochs (reproduce.extend_budget_bound): its maximum is shown, not hidden."""
+    runs = pd.DataFrame({"model": ["cltd"] * 3, "split": ["ratio"] * 3, "seed": [0, 1, 2],
+                         "best_epoch": [34, 16, 32], "max_epochs": [80, 40, 40], "seconds": [5.0, 3.0, 4.0]})
+    table, text = sequential.convergence(runs, "CPU s")
+    assert table.loc[0, "Maximum epochs"] == "80, 40, 40" and table.loc[0, "Best = last epoch"] == "0 of 3"
+    same, _ = sequential.convergence(runs.assign(max_epochs=40), "CPU s")
+    assert same.loc[0, "Maximum epochs"] == "40"

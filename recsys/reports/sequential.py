@@ -128,7 +128,9 @@ def convergence(runs: pd.DataFrame, seconds_label: str) -> tuple[pd.DataFrame, s
                 at_max += last
                 spread = f" ({fmt(best.min())}-{fmt(best.max())})" if best.min() != best.max() else ""
                 row.update({"Best epoch": f"{fmt(best.mean(), 1)}{spread}",
-                            "Maximum epochs": fmt(limit.max()) if not limit.empty else DASH,
+                            # per run where one was re-run with a larger budget
+                            "Maximum epochs": (DASH if limit.empty else fmt(limit.iloc[0]) if limit.nunique() == 1
+                                               else ", ".join(fmt(v) for v in limit)),
                             "Best = last epoch": f"{last} of {len(best)}"})
             row[seconds_label] = fmt(group["seconds"].mean(), 1)
             rows.append(row)

@@ -122,7 +122,9 @@ def convergence_table(runs: pd.DataFrame) -> pd.DataFrame:
     for (model, split), group in neural.groupby(["model", "split"], sort=False):
         rows.append({"model": display_name(model), "split": split,
                      "best epochs (per seed)": ", ".join(str(int(e)) for e in group["best_epoch"]),
-                     "max epochs": int(group["max_epochs"].max()),
+                     # per seed where a run was re-run with a larger budget (reproduce.extend_budget_bound)
+                     "max epochs": (int(group["max_epochs"].iloc[0]) if group["max_epochs"].nunique() == 1
+                                    else ", ".join(str(int(e)) for e in group["max_epochs"])),
                      "stopped early": f"{int(group['stopped_early'].sum())} of {len(group)}",
                      "CPU s (mean)": round(float(group["cpu_seconds"].mean()))})
     return pd.DataFrame(rows)
