@@ -110,9 +110,11 @@ def extend_budget_bound(jobs: Sequence[Job], store: JobStore, factor: int = 2) -
     """``jobs`` with each finished early-stopping job that ran out of budget replaced by the same job with
     ``factor`` times the epochs (once: the longer job is not extended again).
 
-    Why: a converged table must come from runs that stopped on their own. A run that was still
-    improving at its last epoch is re-trained from scratch with a larger budget (the same seed, so the
-    same first epochs) and reported in its place; its own maximum is what the convergence table shows.
+    Why: a converged table must come from runs that stopped on their own. A run whose validation
+    metric had not stalled for ``patience`` epochs when its budget ended is trained again from scratch
+    with a larger budget (same seed; the learning-rate schedule spans the new budget, so it is a new
+    run, not the old one continued) and reported in its place; its own maximum is what the
+    convergence table shows.
     Profiles without early stopping (quick) are left alone: they stop at their budget by design.
     """
     out = []
