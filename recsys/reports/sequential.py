@@ -40,7 +40,7 @@ from recsys.reports import (
 )
 from recsys.sequential.experiments import ABLATION_TEXT, OURS_BESIDE, OURS_PREFIX, OURS_TEXT, PAPER
 from recsys.sequential.plots import SWEEP_LABELS
-from recsys.sequential.stats import METRIC_LABELS
+from recsys.sequential.stats import METRIC_LABELS, epoch_budgets
 
 METRICS = ("hit@10", "hit@50", "ndcg@10", "recall@10", "recall@50")
 REFERENCE, METRIC = "cl-epidtn", "hit@10"
@@ -128,9 +128,7 @@ def convergence(runs: pd.DataFrame, seconds_label: str) -> tuple[pd.DataFrame, s
                 at_max += last
                 spread = f" ({fmt(best.min())}-{fmt(best.max())})" if best.min() != best.max() else ""
                 row.update({"Best epoch": f"{fmt(best.mean(), 1)}{spread}",
-                            # per run where one was re-run with a larger budget
-                            "Maximum epochs": (DASH if limit.empty else fmt(limit.iloc[0]) if limit.nunique() == 1
-                                               else ", ".join(fmt(v) for v in limit)),
+                            "Maximum epochs": epoch_budgets(limit) if not limit.empty else DASH,
                             "Best = last epoch": f"{last} of {len(best)}"})
             row[seconds_label] = fmt(group["seconds"].mean(), 1)
             rows.append(row)

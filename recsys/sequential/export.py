@@ -45,7 +45,8 @@ from recsys.sequential.experiments import (
 from recsys.sequential.jobs import Finished, device_name, git_commit
 from recsys.sequential.plots import SWEEP_LABELS, plot_sweep
 from recsys.sequential.prep import DATASETS
-from recsys.sequential.stats import ALL_METRICS, METRIC_LABELS, display_name, pretty_table, summarise, ttests
+from recsys.sequential.stats import (ALL_METRICS, METRIC_LABELS, display_name, epoch_budgets, pretty_table,
+                                     summarise, ttests)
 from recsys.sequential.training import variants
 
 RUN_COLUMNS = ["model", "seed", "split", *ALL_METRICS, "best_epoch", "epochs_run", "max_epochs", "stopped_early",
@@ -122,9 +123,7 @@ def convergence_table(runs: pd.DataFrame) -> pd.DataFrame:
     for (model, split), group in neural.groupby(["model", "split"], sort=False):
         rows.append({"model": display_name(model), "split": split,
                      "best epochs (per seed)": ", ".join(str(int(e)) for e in group["best_epoch"]),
-                     # per seed where a run was re-run with a larger budget (reproduce.extend_budget_bound)
-                     "max epochs": (int(group["max_epochs"].iloc[0]) if group["max_epochs"].nunique() == 1
-                                    else ", ".join(str(int(e)) for e in group["max_epochs"])),
+                     "max epochs": epoch_budgets(group["max_epochs"]),
                      "stopped early": f"{int(group['stopped_early'].sum())} of {len(group)}",
                      "CPU s (mean)": round(float(group["cpu_seconds"].mean()))})
     return pd.DataFrame(rows)

@@ -26,6 +26,13 @@ def display_name(name: str) -> str:
         return name
 
 
+def epoch_budgets(max_epochs: pd.Series) -> str:
+    """The epoch budget of one model's runs: one number when they share it, else each run's ("80, 40, 40"
+    where one run was re-run with a larger budget, ``reproduce.extend_budget_bound``)."""
+    values = [str(int(v)) for v in max_epochs.dropna()]
+    return values[0] if len(set(values)) == 1 else ", ".join(values)
+
+
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds per model (``<metric>_mean``, ``<metric>_std``, ``<metric>_n``).
 
