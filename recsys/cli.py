@@ -2,6 +2,8 @@
 
 Verbs::
 
+    prepare            build what serving reads and git does not hold (the ONNX query encoders, the
+                       video serving pack) into the cache; the install command runs it once
     models             every registered model: domain, kind, paper (``--format json``)
     train MODEL        train any registered model (``--nproc N``: on N processes); the run is recorded in runs/
     runs ...           list / stop / delete / activate runs (and the worker's `execute`)
@@ -75,6 +77,14 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare(args: argparse.Namespace) -> int:
+    from recsys.videos.fastserve import prepare
+
+    for line in prepare():
+        print(line)
+    return 0
+
+
 def _runs(args: argparse.Namespace) -> int:
     from recsys.train.runs import RunRegistry
 
@@ -103,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m recsys", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    prepare = verbs.add_parser("prepare", help="build the ONNX query encoders and the video serving pack into the "
+                                               "cache (once, at install; about 30 s; skipped when already built)")
+    prepare.set_defaults(func=_prepare)
 
     models = verbs.add_parser("models", help="list every registered model (domain, kind, paper)")
     models.add_argument("--format", default="table", choices=["table", "json"])

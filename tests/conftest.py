@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from recsys.paths import PROJECT_ROOT
+from recsys.paths import PROJECT_ROOT, cache_dir
 from recsys.train.runs import RunRegistry
 
 
@@ -17,3 +17,16 @@ def registry(tmp_path, monkeypatch):
     monkeypatch.setenv("RECSYS_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("PYTHONPATH", str(PROJECT_ROOT))
     return RunRegistry(tmp_path / "runs")
+
+
+@pytest.fixture(scope="session")
+def prepared():
+    """The cache after ``python -m recsys prepare`` (the ONNX encoders, the serving pack): built if missing.
+
+    The install command runs it; here too, so a test session started without it still tests the
+    path a user gets. A few hashes (~2 s) when already built, about 30 s when not.
+    """
+    from recsys.videos.fastserve import prepare
+
+    prepare()
+    return cache_dir()

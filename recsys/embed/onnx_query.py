@@ -20,6 +20,7 @@ Instances are process-wide singletons (a Streamlit server loads each once).
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import threading
 
@@ -27,7 +28,10 @@ import numpy as np
 
 from recsys.embed.combined import join_unit_rows
 
-__all__ = ["ConcatQueryEncoder", "QUERY_ENCODERS", "SPACE_DEFAULTS", "encoder_for_space", "query_encoder", "register"]
+__all__ = ["ConcatQueryEncoder", "QUERY_ENCODERS", "SPACE_DEFAULTS", "available", "encoder_for_space", "query_encoder",
+           "register"]
+
+log = logging.getLogger(__name__)
 
 #: name -> "module:Class" (constructed without arguments)
 QUERY_ENCODERS: dict[str, str] = {
@@ -37,19 +41,29 @@ QUERY_ENCODERS: dict[str, str] = {
     # USE multilingual v3 is numpy already (recsys.embed.usem, where that module exists): its cache off
     "use-multilingual-numpy": "recsys.embed.onnx_query:uncached_use",
 }
-#: embedding space (the embedder name a catalogue was embedded with) -> the fast encoder that serves it.
+#: embedding space (the embedder name a catalogue was embedded with) -> the fast encoders that serve it,
+#: fastest first: the first one :func:`available` is used (the ONNX graphs exist once
+#: ``python -m recsys prepare`` has built them; until then MiniLM runs in numpy, the same vectors, slower).
 #: ``$RECSYS_QUERY_ENCODER`` (a name as for :func:`query_encoder`) overrides it for every space.
-SPACE_DEFAULTS: dict[str, str] = {"minilm-l6-v2": "minilm-onnx", "use-multilingual-v3": "use-multilingual-numpy"}
+SPACE_DEFAULTS: dict[str, tuple[str, ...]] = {"minilm-l6-v2": ("minilm-onnx", "minilm-numpy"),
+                                              "use-multilingual-v3": ("use-multilingual-numpy",)}
 
 _INSTANCES: dict[str, object] = {}
 _LOCK = threading.RLock()  # re-entrant: a "+" name builds its parts through query_encoder
 
 
 def register(name: str, target: str, space: str | None = None) -> None:
-    """Add encoder ``name`` (``"module:Class"``); with ``space``, make it that space's default."""
+    """Add encoder ``name`` (``"module:Class"``); with ``space``, make it that space's first choice."""
     QUERY_ENCODERS[name] = target
     if space:
-        SPACE_DEFAULTS[space] = name
+        SPACE_DEFAULTS[space] = (name, *SPACE_DEFAULTS.get(space, ()))
+
+
+def available(name: str) -> bool:
+    """Whether encoder ``name`` can load: its class's ``available()`` when it has one (files built), else yes."""
+    module, _, attribute = QUERY_ENCODERS.get(name, name).partition(":")
+    check = getattr(getattr(importlib.import_module(module), attribute, None), "available", None) if attribute else None
+    return bool(check()) if callable(check) else True
 
 
 class ConcatQueryEncoder:
@@ -108,14 +122,20 @@ def query_encoder(name: str):
     return encoder
 
 
+def _first_available(space: str) -> str:
+    choices = SPACE_DEFAULTS[space]
+    chosen = next((name for name in choices if available(name)), choices[-1])
+    if chosen != choices[0]:
+        log.warning("serving %s with %s: %s is not built (run `python -m recsys prepare`)", space, chosen, choices[0])
+    return chosen
+
+
 def encoder_for_space(space: str) -> str:
     """The name of the fast encoder serving catalogue space ``space`` (a ``+`` space: one per part)."""
     override = os.environ.get("RECSYS_QUERY_ENCODER", "").strip()
     if override:
         return override
-    if space in SPACE_DEFAULTS:
-        return SPACE_DEFAULTS[space]
-    parts = space.split("+")
-    if len(parts) > 1 and all(p in SPACE_DEFAULTS for p in parts):
-        return "+".join(SPACE_DEFAULTS[p] for p in parts)
+    parts = [space] if space in SPACE_DEFAULTS else space.split("+")
+    if all(p in SPACE_DEFAULTS for p in parts):
+        return "+".join(_first_available(p) for p in parts)
     raise KeyError(f"no torch-free query encoder for the embedding space {space!r}")

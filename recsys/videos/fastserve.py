@@ -6,17 +6,19 @@ of it the fp32 encoder. Here nothing heavy runs at start or per query:
 
 * the query is encoded by a torch-free encoder named by
   :func:`recsys.embed.onnx_query.encoder_for_space` (MiniLM on ONNX Runtime, fp32
-  compute, for the MiniLM half of the shipped space, USE multilingual in numpy for the other; any numpy / ONNX encoder, or a ``+`` concatenation, plugs in by name);
-* everything query-independent comes from a serving pack (:mod:`recsys.videos.pack`):
-  the committed one of the shipped checkpoints (``assets/checkpoints/serving-*.npz``), or one
-  built with torch on first use and cached (a studio run serving, an edited catalogue),
-  keyed by the sha256 of the checkpoints and data files;
+  compute, for the MiniLM half of the shipped space, USE multilingual in numpy for the
+  other; any numpy / ONNX encoder, or a ``+`` concatenation, plugs in by name);
+* everything query-independent comes from a serving pack (:mod:`recsys.videos.pack`) in the
+  cache, keyed by the sha256 of the checkpoints and data files: the pack of the shipped
+  checkpoints is built at install time with the ONNX graphs (:func:`prepare`,
+  ``python -m recsys prepare``, about 30 s), any other (a studio run serving, an edited
+  catalogue) with torch on first use;
 * scoring, top-k and the "why" run in numpy. A model the pack has no layout for is
   scored by the torch :class:`~recsys.videos.serving.VideoService` (loaded then, said so).
 
 :class:`FastVideoService` answers exactly like :class:`~recsys.videos.serving.VideoService`
 (same records; ``recommend_many`` is shared), so the Ask page and the CLI use either.
-``python -m recsys.videos.fastserve --ship`` rebuilds the committed pack.
+Neither the packs nor the graphs are committed: they are build outputs (10 MB and 32 MB).
 """
 
 from __future__ import annotations
@@ -53,14 +55,6 @@ class CatalogData:
         from recsys.data.videos import load_catalog, load_queries
 
         return cls(load_catalog(), load_queries())
-
-
-def _safe(space: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in space)
-
-
-def shipped_pack_path(space: str) -> Path:
-    return SHIPPED_DIR / f"serving-{_safe(space)}.npz"
 
 
 def shipped_checkpoint(name: str, space: str) -> Path | None:
@@ -111,20 +105,17 @@ def locate_pack(space: str, build_if_missing: bool = True,
     checkpoints = serving_checkpoints(space) if checkpoints is None else checkpoints
     key = packs.pack_key(space, pack_sources(), checkpoints)
     cached = cache_dir("videos", "packs") / f"{key}.npz"
-    for origin, path in (("shipped serving pack", shipped_pack_path(space)), ("cached serving pack", cached)):
-        if not path.is_file():
-            continue
+    if cached.is_file():
         try:
-            pack = packs.load_pack(path)
+            pack = packs.load_pack(cached)
         except ValueError as error:
-            log.warning("refusing %s: %s", origin, error)
-            continue
-        if pack.key == key:
-            return pack, f"{origin} {path.name}"
-        log.info("%s %s is for other checkpoints or data (%s, not %s)", origin, path.name, pack.key, key)
+            log.warning("rebuilding the serving pack: %s", error)
+        else:
+            if pack.key == key:
+                return pack, f"serving pack {cached.name}"
+            log.warning("rebuilding the serving pack %s: it says key %s", cached.name, pack.key)
     if not build_if_missing:
-        raise FileNotFoundError(f"no serving pack {key} for {space}; build one with "
-                                "`python -m recsys.videos.fastserve`")
+        raise FileNotFoundError(f"no serving pack {key} for {space}; build it with `python -m recsys prepare`")
     start = time.perf_counter()
     packs.save_pack(cached, build_arrays(space, key))
     return packs.load_pack(cached), f"built now with torch ({time.perf_counter() - start:.0f} s), cached as {cached.name}"
@@ -294,25 +285,33 @@ def make_service(backend: str = "auto", api_key: str | None = None, fast: bool =
     return service
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="build the serving pack of the video models (needs torch)")
-    parser.add_argument("--ship", action="store_true", help="write the committed pack of the shipped checkpoints "
-                                                            "(assets/checkpoints/serving-<space>.npz)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from recsys.embed import get_embedder
+def prepare() -> list[str]:
+    """Build what serving reads and git does not hold, once: the ONNX query encoders and the serving pack.
 
+    Run by the install command (``python -m recsys prepare``); each part is skipped when it is
+    there and passes its check, so a second run costs a few hashes. Needs torch. Returns one
+    line per part, saying what was done.
+    """
+    from recsys.embed import get_embedder
+    from recsys.embed.onnx_build import ensure_built
+
+    start = time.perf_counter()
+    graphs, built = ensure_built()
+    done = [f"ONNX query encoders {'built' if built else 'already built'} in {graphs[0].parent} "
+            f"({time.perf_counter() - start:.1f} s)"]
     space = get_embedder("local").name
-    checkpoints = {name: shipped_checkpoint(name, space) for name in packs.NEURAL} if args.ship \
-        else serving_checkpoints(space)
-    key = packs.pack_key(space, pack_sources(), checkpoints)
-    target = shipped_pack_path(space) if args.ship else cache_dir("videos", "packs") / f"{key}.npz"
-    # the committed pack holds only what the repository can rebuild: no model trained on the fly
-    skip = tuple(name for name, path in checkpoints.items() if path is None) if args.ship else ()
-    if skip:
-        log.warning("no shipped checkpoint of %s for %s: left out of the pack", ", ".join(skip), space)
-    packs.save_pack(target, build_arrays(space, key, skip))
-    log.info("wrote %s (%.1f MB, key %s)", target, target.stat().st_size / 1e6, key)
+    _, origin = locate_pack(space, build_if_missing=True)
+    done.append(f"serving pack of {space}: {origin if origin.startswith('built') else 'already built, ' + origin}")
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="build the ONNX query encoders and the serving pack of the video "
+                                                 "models (needs torch; the same as `python -m recsys prepare`)")
+    parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for line in prepare():
+        log.info("%s", line)
     return 0
 
 

@@ -29,7 +29,7 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
 STARTUP_TIMEOUT = 120
-SHARED_CACHE = ("anime", "embeddings", "videos")
+SHARED_CACHE = ("anime", "embeddings", "videos", "encoders")
 
 
 def pytest_configure(config):
@@ -83,8 +83,9 @@ def server(e2e_dirs) -> str:
     if os.environ.get("RECSYS_E2E_KEEP_CACHE") != "1":
         env["RECSYS_CACHE_DIR"] = str(e2e_dirs["cache"])
         # Share the expensive, run-independent artefacts (parsed anime data and the trained
-        # anime bundle, text embeddings, video checkpoints) with the project's cache, so a
-        # test session builds each at most once; everything else (projections...) stays private.
+        # anime bundle, text embeddings, video checkpoints and serving packs, the ONNX encoders)
+        # with the project's cache, so a test session builds each at most once; everything else
+        # (projections...) stays private.
         project_cache = Path(os.environ.get("RECSYS_CACHE_DIR", PROJECT_ROOT / ".cache" / "recsys"))
         for name in SHARED_CACHE:
             (project_cache / name).mkdir(parents=True, exist_ok=True)
