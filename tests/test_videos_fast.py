@@ -324,3 +324,12 @@ def test_bench_times_a_concatenation_with_every_part_uncached():
 
     fresh, ok = uncached_embedder(Pair(LocalEmbedder(), LocalEmbedder()))
     assert ok and isinstance(fresh, Pair) and all(p._cache_opt is False for p in fresh.parts)
+
+
+def test_prepare_command_says_what_it_did(prepared, capsys):
+    from recsys.cli import main
+
+    assert main(["prepare"]) == 0  # already built by the fixture: nothing is built again
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("ONNX query encoders already built in ") and lines[0].endswith(" s)")
+    assert lines[1].startswith("serving pack of minilm-l6-v2+use-multilingual-v3: already built, serving pack ")
