@@ -33,10 +33,10 @@ def test_shipped_checkpoint_is_small_and_matches_the_catalogue(service):
     assert meta["embedder"] == training.SHIPPED_EMBEDDER
     q, rel, _, _ = items.split("test")
     metrics = video_eval.evaluate_scores(prep.full_scores(model, q), rel)
-    # its metadata records 0.704, measured when it was exported with the queries read with the glossary of then
-    # (2,267 rows); the catalogue terms added since (4,129 rows) raise the same checkpoint to 0.725
-    assert meta["metrics"]["test_mrr@10"] == pytest.approx(0.7042583700146726, abs=1e-6)
-    assert metrics["mrr@10"] == pytest.approx(0.7246882086167801, abs=1e-6), metrics
+    # its metadata records the MRR@10 measured at export (0.704, queries read with the glossary of then,
+    # 2,267 rows); the same weights read the queries with today's glossary (4,129 rows: terms were only
+    # added, English queries are read as before), so the checkpoint must do at least as well (0.725 now)
+    assert metrics["mrr@10"] >= meta["metrics"]["test_mrr@10"] - 1e-6, metrics
 
 
 def test_serving_uses_the_shipped_checkpoint_and_is_fast(service, monkeypatch, tmp_path):
