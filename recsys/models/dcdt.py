@@ -184,6 +184,11 @@ class DCDTConfig:
     # without it, zero-shot cosine 0.596); Table 3 has "without our residual" on the test split
     residual: bool = True
     residual_scale: float = 20.0  # initial value of the learnable scale of the zero-shot cosine
+    # language-balanced draw of the training pairs (read by recsys.videos.training.train_model): None (the
+    # default) takes every (query, positive) pair once per epoch; a share s in (0, 1) instead draws as many
+    # pairs with replacement, English pairs with total probability s and the other languages' pairs with
+    # 1 - s (uniform within each group), so that translated training queries cannot outnumber English
+    english_share: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
