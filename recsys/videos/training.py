@@ -136,8 +136,9 @@ def train_model(name: str, items: VideoItems, train: TrainConfig, options: dict[
 
     Negatives are re-mined each epoch by :class:`HardNegativeMiner`; validation MRR@10
     selects the best epoch and drives early stopping. Each epoch takes every pair once,
-    shuffled, unless the model's config sets ``english_share`` (DCDT): then the epoch's
-    pairs come from :func:`language_balanced_draw`. Returns ``(model, TrainResult)``
+    shuffled, unless the model's config sets ``english_share`` (DCDT, 0.7 by default) and
+    the training queries are both English and not: then the epoch's pairs come from
+    :func:`language_balanced_draw`. Returns ``(model, TrainResult)``
     with the model in eval mode on its training device.
     """
     seed_everything(train.seed)  # the weights' initialisation depends on the seed too
@@ -152,9 +153,12 @@ def train_model(name: str, items: VideoItems, train: TrainConfig, options: dict[
                               fraction=cfg.hard_fraction, n_negatives=cfg.n_negatives,
                               dynamic=cfg.dynamic_negatives, seed=train.seed)
 
-    english_share = getattr(cfg, "english_share", None)  # DCDT's language-balanced draw (None: off)
+    # DCDT's language-balanced draw; None, or training queries of one group only: every pair once per epoch
+    english_share = getattr(cfg, "english_share", None)
     if english_share is not None:
         is_english = torch.tensor([items.query_language[train_rows[i]] == "English" for i in pair_query.tolist()])
+        if not 0 < int(is_english.sum()) < len(is_english):
+            english_share = None
 
     def batches(epoch: int) -> Iterable[dict[str, torch.Tensor]]:
         generator = torch.Generator().manual_seed(train.seed * 100_003 + epoch)
