@@ -166,6 +166,43 @@ def test_miner_re_mines_each_epoch_with_the_current_model():
     assert miner.epochs_mined == 2
 
 
+def test_language_balanced_draw_gives_english_its_share():
+    from recsys.videos.training import language_balanced_draw, language_pair_weights
+
+    # 1 English pair, 4 others; english_share 0.5: English 0.5 / 1 = 0.5, each other 0.5 / 4 = 0.125
+    is_english = torch.tensor([True, False, False, False, False])
+    assert language_pair_weights(is_english, 0.5).tolist() == pytest.approx([0.5, 0.125, 0.125, 0.125, 0.125])
+    # english_share 0.2 on 2 English + 2 others: English 0.2 / 2 = 0.1 each, others 0.8 / 2 = 0.4 each
+    assert language_pair_weights(torch.tensor([True, True, False, False]), 0.2).tolist() == pytest.approx(
+        [0.1, 0.1, 0.4, 0.4])
+    # one group only: uniform, 1 / 3 each
+    assert language_pair_weights(torch.tensor([False, False, False]), 0.5).tolist() == pytest.approx([1 / 3] * 3)
+    with pytest.raises(ValueError, match="english_share"):
+        language_pair_weights(is_english, 1.0)
+    # 2,000 epochs of 5 draws = 10,000 draws: English expected 5,000 (binomial std 50), each other 1,250
+    generator = torch.Generator().manual_seed(0)
+    draws = torch.cat([language_balanced_draw(is_english, 0.5, generator) for _ in range(2000)])
+    counts = torch.bincount(draws, minlength=5).tolist()
+    assert len(draws) == 10_000 and abs(counts[0] - 5000) < 250  # within 5 std
+    assert all(abs(c - 1250) < 200 for c in counts[1:])  # std sqrt(10,000 * .125 * .875) = 33
+
+
+def test_train_model_with_english_share_draws_balanced_epochs():
+    from test_videos_fixtures import FakeEmbedder, make_data
+
+    from recsys.videos.prep import build_items
+    from recsys.videos.training import QUICK_TRAIN, train_model
+
+    features = build_items(make_data(), FakeEmbedder())
+    train_rows = [i for i, s in enumerate(features.query_split) if s == "train"]
+    features.query_language[train_rows[0]] = "Chinese"  # one non-English training query among English ones
+    train = dataclasses.replace(QUICK_TRAIN, epochs=2, patience=None, device="cpu", seed=0)
+    model, result = train_model("dcdt", features, train, {"english_share": 0.5})
+    n_pairs = sum(len(features.relevant[i]) for i in train_rows)
+    assert model.config.english_share == 0.5
+    assert [record["examples"] for record in result.history] == [n_pairs, n_pairs]  # as many pairs as unbalanced
+
+
 @pytest.mark.parametrize("skip, residual", [(False, False), (True, False), (True, True), (False, True)])
 def test_precomputed_item_tower_equals_joint_scoring(skip, residual):
     torch.manual_seed(0)

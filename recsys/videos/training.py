@@ -94,6 +94,36 @@ class HardNegativeMiner(Callback):
         self.mine(model)
 
 
+def language_pair_weights(is_english: torch.Tensor, english_share: float) -> torch.Tensor:
+    """Probability of each training pair in a language-balanced draw: ``[P]``, summing to 1.
+
+    ``is_english [P]`` (bool) marks the pairs whose query is English. An English pair gets
+    ``english_share / n_english``, any other ``(1 - english_share) / n_other``: every pair
+    as likely as the others of its group, the two groups in the ratio asked for whatever
+    their sizes. With only one group present, every pair gets ``1 / P``.
+    """
+    if not 0 < english_share < 1:
+        raise ValueError(f"english_share must be in (0, 1), got {english_share}")
+    is_english = torch.as_tensor(is_english, dtype=torch.bool)
+    n_english = int(is_english.sum())
+    n_other = len(is_english) - n_english
+    if n_english == 0 or n_other == 0:
+        return torch.full((len(is_english),), 1.0 / len(is_english), dtype=torch.float64)
+    return torch.where(is_english, english_share / n_english, (1 - english_share) / n_other).double()
+
+
+def language_balanced_draw(is_english: torch.Tensor, english_share: float,
+                           generator: torch.Generator | None = None) -> torch.Tensor:
+    """One epoch's training pairs: ``P`` indices drawn with replacement by :func:`language_pair_weights`.
+
+    Why: 2,380 translated training queries make the non-English pairs five times the English
+    ones, and a model early-stopped on that mix follows the majority
+    (``docs/results/videos/README.md``); the draw keeps English at ``english_share`` of every epoch.
+    """
+    weights = language_pair_weights(is_english, english_share)
+    return torch.multinomial(weights, len(weights), replacement=True, generator=generator)
+
+
 def build_model(name: str, items: VideoItems, options: dict[str, Any] | None = None):
     """A fresh model of registry entry ``name`` over ``items``; ``options`` override config fields."""
     spec = registry.get(name, domain="videos")
@@ -105,12 +135,15 @@ def train_model(name: str, items: VideoItems, train: TrainConfig, options: dict[
     """Train DCDT or the single tower on (training query, relevant video) pairs.
 
     Negatives are re-mined each epoch by :class:`HardNegativeMiner`; validation MRR@10
-    selects the best epoch and drives early stopping. Returns ``(model, TrainResult)``
+    selects the best epoch and drives early stopping. Each epoch takes every pair once,
+    shuffled, unless the model's config sets ``english_share`` (DCDT, 0.7 by default) and
+    the training queries are both English and not: then the epoch's pairs come from
+    :func:`language_balanced_draw`. Returns ``(model, TrainResult)``
     with the model in eval mode on its training device.
     """
     seed_everything(train.seed)  # the weights' initialisation depends on the seed too
     model = build_model(name, items, options)
-    q_train, rel_train, _, _ = items.split(train_split)
+    q_train, rel_train, _, train_rows = items.split(train_split)
     q_valid, rel_valid, _, _ = items.split(valid_split)
     pair_query = torch.tensor([i for i, rel in enumerate(rel_train) for _ in rel], dtype=torch.long)
     pair_item = torch.tensor([v for rel in rel_train for v in rel], dtype=torch.long)
@@ -120,9 +153,20 @@ def train_model(name: str, items: VideoItems, train: TrainConfig, options: dict[
                               fraction=cfg.hard_fraction, n_negatives=cfg.n_negatives,
                               dynamic=cfg.dynamic_negatives, seed=train.seed)
 
+    # DCDT's language-balanced draw; None, or training queries of one group only: every pair once per epoch
+    english_share = getattr(cfg, "english_share", None)
+    if english_share is not None:
+        is_english = torch.tensor([items.query_language[train_rows[i]] == "English" for i in pair_query.tolist()])
+        if not 0 < int(is_english.sum()) < len(is_english):
+            english_share = None
+
     def batches(epoch: int) -> Iterable[dict[str, torch.Tensor]]:
         generator = torch.Generator().manual_seed(train.seed * 100_003 + epoch)
-        for idx in batch_indices(len(pair_query), train.batch_size, generator):
+        if english_share is None:
+            chunks = batch_indices(len(pair_query), train.batch_size, generator)
+        else:  # independent draws come in random order already: no shuffle needed
+            chunks = language_balanced_draw(is_english, english_share, generator).split(train.batch_size)
+        for idx in chunks:
             yield {"query": queries[pair_query[idx]], "item": pair_item[idx], "neg": miner.negatives[idx]}
 
     def evaluate(model) -> dict[str, float]:
