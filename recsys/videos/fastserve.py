@@ -18,7 +18,7 @@ of it the fp32 encoder. Here nothing heavy runs at start or per query:
 
 :class:`FastVideoService` answers exactly like :class:`~recsys.videos.serving.VideoService`
 (same records; ``recommend_many`` is shared), so the Ask page and the CLI use either.
-Neither the packs nor the graphs are committed: they are build outputs (10 MB and 32 MB).
+Neither the packs nor the graphs are committed: they are build outputs (26 MB and 32 MB).
 """
 
 from __future__ import annotations

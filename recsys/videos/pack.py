@@ -22,8 +22,8 @@ the training queries) and ``tests/test_videos_pack.py`` checks it on real querie
 
 A pack is keyed (:func:`pack_key`) by the embedding space, the sha256 of the catalogue and
 query files and of each neural model's checkpoint file: a new studio run or an edited
-catalogue gets a new pack. The pack of the shipped checkpoints is committed in
-``assets/checkpoints/``; others are built with torch on first use and cached.
+catalogue gets a new pack. Packs live in the cache, never in git: the one of the shipped
+checkpoints is built at install (``python -m recsys prepare``), others with torch on first use.
 Building imports torch; loading and scoring never do.
 """
 
