@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     prepare = verbs.add_parser("prepare", help="build the ONNX query encoders and the video serving pack into the "
-                                               "cache (once, at install; about 30 s; skipped when already built)")
+                                               "cache (once, at install; about 40 s; skipped when already built)")
     prepare.set_defaults(func=_prepare)
 
     models = verbs.add_parser("models", help="list every registered model (domain, kind, paper)")

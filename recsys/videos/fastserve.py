@@ -11,7 +11,7 @@ of it the fp32 encoder. Here nothing heavy runs at start or per query:
 * everything query-independent comes from a serving pack (:mod:`recsys.videos.pack`) in the
   cache, keyed by the sha256 of the checkpoints and data files: the pack of the shipped
   checkpoints is built at install time with the ONNX graphs (:func:`prepare`,
-  ``python -m recsys prepare``, about 30 s), any other (a studio run serving, an edited
+  ``python -m recsys prepare``, about 40 s), any other (a studio run serving, an edited
   catalogue) with torch on first use;
 * scoring, top-k and the "why" run in numpy. A model the pack has no layout for is
   scored by the torch :class:`~recsys.videos.serving.VideoService` (loaded then, said so).
