@@ -104,8 +104,9 @@ def test_cli_smaller_budget_flags_reach_the_settings(monkeypatch, tmp_path):
     assert seen["datasets"] == ["anime"] and settings.anime_max_users == 500
     assert settings.sweep == {} and settings.ours == {}
     assert experiments.CONVERGED.anime_max_users == 5000 and experiments.CONVERGED.sweep  # the profile is unchanged
-    assert "no sensitivity sweeps" in experiments.describe_settings(settings)
-    assert "first 500 users" in experiments.describe_settings(settings)
+    assert "no sensitivity sweeps" in experiments.describe_settings(settings, "anime")
+    assert experiments.describe_settings(settings, "anime").endswith("; first 500 users of the anime sample.")
+    assert "users" not in experiments.describe_settings(settings, "ml-100k").split(";")[-1]  # no anime cap on ml-100k
     with pytest.raises(SystemExit):
         parser.parse_args(["reproduce", "cl-epidtn", "--anime-users", "0"])
 

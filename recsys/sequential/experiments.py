@@ -215,7 +215,8 @@ def _examples_text(recent: int | None) -> str:
     return "all prefixes of every training sequence" if not recent else f"each user's {recent} most recent prefixes"
 
 
-def describe_settings(s: ReproduceSettings) -> str:
+def describe_settings(s: ReproduceSettings, dataset: str) -> str:
+    """One sentence of the settings ``dataset`` ran with (the anime user cap is said for anime only)."""
     cl = ", ".join(f"{k}={v}" for k, v in s.cl_overrides.items()) or "paper defaults (M=128, L=5, lambda=1)"
     cl_epochs = budget(variants()[0], s)[0]
     shared = ", ".join(f"{k}={v}" for k, v in s.shared.items()) or "each model's own defaults"
@@ -228,8 +229,8 @@ def describe_settings(s: ReproduceSettings) -> str:
         f"Recall split on {s.ratio_seeds or s.seeds} seed(s); CL-EPIDTN family: {cl}, up to {cl_epochs} epochs; "
         + (f"sweeps {s.sweep} on {s.sweep_seeds} seed(s), {s.sweep_epochs or cl_epochs} epoch(s); " if s.sweep
            else "no sensitivity sweeps (--no-sweeps); ")
-        + f"{s.workers} training process(es){f' of {s.threads} CPU thread(s)' if s.threads else ''}; "
-        f"anime: first {s.anime_max_users} users of the sample."
+        + f"{s.workers} training process(es){f' of {s.threads} CPU thread(s)' if s.threads else ''}"
+        + (f"; first {s.anime_max_users} users of the anime sample." if dataset == "anime" else ".")
     )
 
 

@@ -176,7 +176,7 @@ def export_dataset(dataset: SequentialDataset, finished: Finished, settings: Rep
         "deviations": deviations(settings),
         "dataset": dataset.name, "n_users": dataset.n_users, "n_items": dataset.n_items,
         "n_interactions": int(sum(len(s) for s in dataset.sequences.values())), "has_timestamps": dataset.has_timestamps,
-        "protocol": protocol, "settings_text": describe_settings(settings), "quick": settings.quick, "models": models,
+        "protocol": protocol, "settings_text": describe_settings(settings, dataset.name), "quick": settings.quick, "models": models,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     atomic_write_json(out_dir / f"{dataset.name}_meta.json", meta)
