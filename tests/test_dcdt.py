@@ -187,20 +187,34 @@ def test_language_balanced_draw_gives_english_its_share():
     assert all(abs(c - 1250) < 200 for c in counts[1:])  # std sqrt(10,000 * .125 * .875) = 33
 
 
-def test_train_model_with_english_share_draws_balanced_epochs():
+def test_train_model_with_english_share_draws_balanced_epochs(monkeypatch):
     from test_videos_fixtures import FakeEmbedder, make_data
 
+    from recsys.videos import training
     from recsys.videos.prep import build_items
     from recsys.videos.training import QUICK_TRAIN, train_model
 
     features = build_items(make_data(), FakeEmbedder())
     train_rows = [i for i, s in enumerate(features.query_split) if s == "train"]
     features.query_language[train_rows[0]] = "Chinese"  # one non-English training query among English ones
+    draws = []
+    real_draw = training.language_balanced_draw
+
+    def recording_draw(is_english, english_share, generator=None):
+        draws.append((is_english.clone(), english_share))
+        return real_draw(is_english, english_share, generator)
+
+    monkeypatch.setattr(training, "language_balanced_draw", recording_draw)
     train = dataclasses.replace(QUICK_TRAIN, epochs=2, patience=None, device="cpu", seed=0)
     model, result = train_model("dcdt", features, train, {"english_share": 0.5})
     n_pairs = sum(len(features.relevant[i]) for i in train_rows)
+    n_chinese = len(features.relevant[train_rows[0]])  # the pairs of the one Chinese query
     assert model.config.english_share == 0.5
+    assert len(draws) == 2 and all(share == 0.5 for _, share in draws)  # one balanced draw per epoch
+    assert all(len(e) == n_pairs and int((~e).sum()) == n_chinese for e, _ in draws)  # the Chinese pairs marked
     assert [record["examples"] for record in result.history] == [n_pairs, n_pairs]  # as many pairs as unbalanced
+    train_model("dcdt", features, train, {"english_share": None})
+    assert len(draws) == 2  # None: every pair once per epoch, no draw
 
 
 @pytest.mark.parametrize("skip, residual", [(False, False), (True, False), (True, True), (False, True)])
