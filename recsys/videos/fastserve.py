@@ -23,7 +23,6 @@ Neither the packs nor the graphs are committed: they are build outputs (26 MB an
 
 from __future__ import annotations
 
-import argparse
 import logging
 import threading
 import time
@@ -304,16 +303,3 @@ def prepare() -> list[str]:
     done.append(f"serving pack of {space}: {origin if origin.startswith('built') else 'already built, ' + origin}")
     return done
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="build the ONNX query encoders and the serving pack of the video "
-                                                 "models (needs torch; the same as `python -m recsys prepare`)")
-    parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for line in prepare():
-        log.info("%s", line)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
