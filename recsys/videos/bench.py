@@ -6,14 +6,14 @@ The paper claims a recommendation in under 10 ms; issue 11 asks for about a mill
 * **torch** (the path before issue 11): the fp32 MiniLM in torch with its embedding cache
   off, then the model's ``full_sort_predict`` and :func:`recsys.retrieval.topk.top_k`;
 * **fast** (:class:`recsys.videos.fastserve.FastVideoService`): the torch-free query
-  encoder of the served space (by default MiniLM on ONNX Runtime, fp32 compute, plus USE multilingual
-  in numpy), the serving pack's numpy scorer, the same top-k.
+  encoder of the served space (by default MiniLM on ONNX Runtime, layers 2-6 in int8, plus USE
+  multilingual in numpy), the serving pack's numpy scorer, the same top-k.
 
 The two run *interleaved query by query*, so both see the same load on a shared machine;
 the ratio (fast / torch) is the number to read, and the machine's load average is printed
 with it. The encoders are also timed alone (torch, numpy fp32, each ONNX graph of the space), and
 the validation split's MRR@10 of every model is computed with each encoder's query vectors
-(a served encoder must stay within 0.005 of torch fp32; the int8 graph does not, so it is opt-in).
+(a served encoder must stay within 0.005 of torch fp32).
 """
 
 from __future__ import annotations
@@ -141,19 +141,25 @@ def _bench(service, models, k, split, repeats, progress) -> dict[str, Any]:
 
 
 def fast_encoders(fast) -> dict[str, Any]:
-    """The served fast encoder and every other registered torch-free encoder of the same space."""
-    from recsys.embed.onnx_query import QUERY_ENCODERS, query_encoder
+    """The served fast encoder and every other built torch-free encoder of its space (each part's choices in
+    :data:`recsys.embed.onnx_query.SPACE_DEFAULTS`: the int8 and fp32 ONNX graphs, the numpy port)."""
+    from itertools import product
+
+    from recsys.embed.onnx_query import SPACE_DEFAULTS, available, query_encoder
 
     out = {fast.embedder.name: fast.embedder}
-    for name in QUERY_ENCODERS:
-        if name not in out:
-            try:
-                encoder = query_encoder(name)
-            except Exception as error:  # an encoder whose files are missing must not stop the bench
-                log.warning("skipping query encoder %s: %s", name, error)
-                continue
-            if getattr(encoder, "space", None) == fast.space:
-                out[name] = encoder
+    parts = [fast.space] if fast.space in SPACE_DEFAULTS else fast.space.split("+")
+    if not all(part in SPACE_DEFAULTS for part in parts):
+        return out
+    for names in product(*(SPACE_DEFAULTS[part] for part in parts)):
+        if not all(available(name) for name in names):
+            continue
+        try:
+            encoder = query_encoder("+".join(names))
+        except Exception as error:  # an encoder whose files are damaged must not stop the bench
+            log.warning("skipping query encoder %s: %s", "+".join(names), error)
+            continue
+        out.setdefault(encoder.name, encoder)
     return out
 
 
