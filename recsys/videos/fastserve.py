@@ -5,8 +5,8 @@ Why: issue 11 measured 14.5 s from starting the app on a fresh clone to the firs
 of it the fp32 encoder. Here nothing heavy runs at start or per query:
 
 * the query is encoded by a torch-free encoder named by
-  :func:`recsys.embed.onnx_query.encoder_for_space` (MiniLM on ONNX Runtime, fp32
-  compute, for the MiniLM half of the shipped space, USE multilingual in numpy for the
+  :func:`recsys.embed.onnx_query.encoder_for_space` (MiniLM on ONNX Runtime, layers 2-6
+  in int8, for the MiniLM half of the shipped space, USE multilingual in numpy for the
   other; any numpy / ONNX encoder, or a ``+`` concatenation, plugs in by name);
 * everything query-independent comes from a serving pack (:mod:`recsys.videos.pack`) in the
   cache, keyed by the sha256 of the checkpoints and data files: the pack of the shipped
@@ -18,7 +18,7 @@ of it the fp32 encoder. Here nothing heavy runs at start or per query:
 
 :class:`FastVideoService` answers exactly like :class:`~recsys.videos.serving.VideoService`
 (same records; ``recommend_many`` is shared), so the Ask page and the CLI use either.
-Neither the packs nor the graphs are committed: they are build outputs (26 MB and 32 MB).
+Neither the packs nor the graphs are committed: they are build outputs (26 MB and 37 MB).
 """
 
 from __future__ import annotations
@@ -302,4 +302,3 @@ def prepare() -> list[str]:
     _, origin = locate_pack(space, build_if_missing=True)
     done.append(f"serving pack of {space}: {origin if origin.startswith('built') else 'already built, ' + origin}")
     return done
-

@@ -19,9 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import torch
-from onnxruntime.quantization import QuantType, quantize_dynamic
-from onnxruntime.transformers.optimizer import optimize_model
 
 from recsys.data.videos import load_catalog, load_queries
 from recsys.embed import get_embedder, onnx_build
@@ -32,19 +29,6 @@ from recsys.embed.onnx_query import ConcatQueryEncoder, query_encoder
 from recsys.eval import videos as video_eval
 from recsys.videos.fastserve import make_fast_service
 from recsys.videos.prep import VideoData, build_items
-
-
-def fused_graph(out: Path) -> onnx.ModelProto:
-    bert = load_minilm().model
-    cfg = bert.cfg
-    example = (torch.randn(1, 9, cfg.hidden_size), torch.ones(1, 9, dtype=torch.int64))
-    torch.onnx.export(onnx_build._query_module(bert), example, str(out / "fp32.onnx"),
-                      input_names=["embeddings", "attention_mask"], output_names=["sentence"],
-                      opset_version=onnx_build.OPSET, dynamo=False,
-                      dynamic_axes={"embeddings": {1: "tokens"}, "attention_mask": {1: "tokens"}})
-    optimize_model(str(out / "fp32.onnx"), model_type="bert", num_heads=cfg.num_attention_heads,
-                   hidden_size=cfg.hidden_size).save_model_to_file(str(out / "fused.onnx"))
-    return onnx.load(str(out / "fused.onnx"))
 
 
 def variants(model: onnx.ModelProto) -> dict[str, list[str]]:
@@ -63,13 +47,12 @@ def main() -> None:
     use = query_encoder("use-multilingual-numpy")
     encoders = {"fp32 (fp16-stored weights)": OnnxMiniLM()}
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        fused = fused_graph(tmp)
-        for i, (label, kept) in enumerate(variants(fused).items()):
-            target = tmp / f"v{i}.onnx"
-            quantize_dynamic(str(tmp / "fused.onnx"), str(target), per_channel=True, weight_type=QuantType.QInt8,
-                             nodes_to_exclude=kept, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-            onnx_build._write_manifest(target, "int8", 384, {})
+        fused = Path(tmp) / "fused.onnx"
+        onnx_build.export_fused(load_minilm().model, fused)
+        for i, (label, kept) in enumerate(variants(onnx.load(str(fused))).items()):
+            target = Path(tmp) / f"v{i}.onnx"
+            onnx_build.quantize_int8(fused, target, kept)
+            onnx_build._write_manifest(target, "int8", 384, {})  # lets OnnxMiniLM load it (sha256 checked)
             encoders[label] = OnnxMiniLM(model=target)
         _, _, _, rows = items.split("test")
         typed = [items.query_typed[i] for i in rows]

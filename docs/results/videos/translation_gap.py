@@ -10,7 +10,6 @@ sources whose translations lose the most. Run from the repository root::
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from recsys.data.videos import load_catalog, load_queries
@@ -22,12 +21,10 @@ from recsys.videos.serving import load_trained
 
 def per_query(items, model, split: str) -> pd.DataFrame:
     queries, relevant, texts, rows = items.split(split)
-    scores = full_scores(model, queries, texts)
-    reciprocal = [video_eval.evaluate_scores(scores[i:i + 1], [relevant[i]], metrics=("mrr@10",))["mrr@10"]
-                  for i in range(len(rows))]
     ids = [items.query_ids[j] for j in rows]
+    by_query = video_eval.evaluate_by_group(full_scores(model, queries, texts), relevant, ids, metrics=("mrr@10",))
     return pd.DataFrame({"source": [i.split("-")[0] for i in ids], "english": [items.query_language[j] == "English"
-                         for j in rows], "rr": reciprocal, "text": texts})
+                         for j in rows], "rr": [by_query[i]["mrr@10"] for i in ids], "text": texts})
 
 
 def main() -> None:
@@ -56,5 +53,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=3)
     main()
