@@ -254,8 +254,8 @@ while not usem._MODELS and time.time() < deadline:  # no question asked yet: the
 warmed = bool(usem._MODELS)
 answer = service.recommend_many("特征值是什么", service.pack.models, k=3, explain=True)
 print(json.dumps({"type": type(service).__name__, "heavy": [m for m in ("torch", "sentence_transformers",
-                  "transformers") if m in sys.modules], "dcdt": answer["results"]["dcdt"]["results"][0],
-                  "warmed": warmed}))
+                  "transformers", "onnx") if m in sys.modules], "dcdt": answer["results"]["dcdt"]["results"][0],
+                  "warmed": warmed, "encoder": service.embedder.name}))
 """
 
 
@@ -272,7 +272,8 @@ def test_serving_a_query_imports_no_torch(tmp_path, prepared):
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["type"] == "FastVideoService"  # every model of the shipped pack answered, none imported torch
-    assert out["heavy"] == []  # "torch" not in sys.modules after a query
+    assert out["heavy"] == []  # "torch" not in sys.modules after a query (nor "onnx": it only builds the graphs)
+    assert out["encoder"] == "minilm-int8-onnx+use-onnx"  # both halves on the graphs `prepare` built
     assert set(out["dcdt"]["why"]) == {"title", "description", "rest"}
     assert out["warmed"]  # the encoders were loaded in the background before the first question
 
