@@ -33,9 +33,8 @@ def test_shipped_checkpoint_is_small_and_matches_the_catalogue(service):
     assert meta["embedder"] == training.SHIPPED_EMBEDDER
     q, rel, _, _ = items.split("test")
     metrics = video_eval.evaluate_scores(prep.full_scores(model, q), rel)
-    # its metadata records the MRR@10 measured at export (0.704, queries read with the glossary of then,
-    # 2,267 rows); the same weights read the queries with today's glossary (4,129 rows: terms were only
-    # added, English queries are read as before), so the checkpoint must do at least as well (0.725 now)
+    # its metadata records the MRR@10 measured at export (0.752, with today's glossary of 4,129 rows); a lower
+    # bound, not an equality, so that glossary terms added later (English queries read as before) do not fail it
     assert metrics["mrr@10"] >= meta["metrics"]["test_mrr@10"] - 1e-6, metrics
 
 

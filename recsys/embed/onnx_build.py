@@ -132,16 +132,16 @@ def targets_in(out_dir: Path, prefix: str = "minilm-l6-v2") -> dict[str, Path]:
     return {kind: Path(out_dir) / f"{prefix}-{kind}.onnx" for kind in KINDS}
 
 
-def is_current(model: Path, **checks) -> bool:
-    """``model`` exists and passes the loader's checks (:func:`recsys.embed.onnx_minilm.verified_manifest`,
-    with ``checks``: another graph's source digest and recipe)."""
-    from recsys.embed.local import ModelIntegrityError
+def is_current(model: Path, source_sha256: str | None = None, recipe: int = GRAPH_RECIPE) -> bool:
+    """``model`` exists and passes the loader's checks (:func:`recsys.embed.onnx_minilm.verified_manifest`:
+    built by ``recipe`` from the weights hashing to ``source_sha256``, by default MiniLM's)."""
+    from recsys.embed.local import MINILM_SHA256, ModelIntegrityError
     from recsys.embed.onnx_minilm import verified_manifest
 
     if not model.is_file():
         return False
     try:
-        verified_manifest(model, **checks)
+        verified_manifest(model, source_sha256 or MINILM_SHA256, recipe)
     except ModelIntegrityError as error:
         log.warning("rebuilding %s: %s", model.name, error)
         return False

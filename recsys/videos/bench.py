@@ -7,7 +7,7 @@ The paper claims a recommendation in under 10 ms; issue 11 asks for about a mill
   off, then the model's ``full_sort_predict`` and :func:`recsys.retrieval.topk.top_k`;
 * **fast** (:class:`recsys.videos.fastserve.FastVideoService`): the torch-free query
   encoder of the served space (by default MiniLM on ONNX Runtime, layers 2-6 in int8, plus USE
-  multilingual in numpy), the serving pack's numpy scorer, the same top-k.
+  multilingual on ONNX Runtime in fp32), the serving pack's numpy scorer, the same top-k.
 
 The two run *interleaved query by query*, so both see the same load on a shared machine;
 the ratio (fast / torch) is the number to read, and the machine's load average is printed
